@@ -1,0 +1,55 @@
+# Vigil: `make demo` runs the platform, `make test` runs every check. Both install what is missing.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CACHE        ?= $(HOME)/.cache/vigil
+POETRY_VER   := 2.5.1
+POETRY_VENV  := $(CACHE)/poetry-$(POETRY_VER)
+POETRY       := $(POETRY_VENV)/bin/python scripts/run_poetry.py
+VENV         := .venv
+VIGIL        := $(VENV)/bin/vigil
+PY           := $(VENV)/bin/python
+PYTEST_ARGS  ?=
+
+.PHONY: help install stack down demo test lint unit integration format clean
+
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
+
+$(POETRY_VENV)/bin/poetry:
+	python3 -m venv $(POETRY_VENV)
+	$(POETRY_VENV)/bin/pip install -q "poetry==$(POETRY_VER)"
+
+$(VENV)/.installed: pyproject.toml poetry.lock | $(POETRY_VENV)/bin/poetry
+	$(POETRY) install --no-interaction --sync
+	touch $@
+
+install: $(VENV)/.installed ## Install Poetry (if missing) and the locked Python environment
+
+stack: install ## Start Kafka, PostgreSQL and MLflow (installs them if missing)
+	$(VIGIL) stack up
+	$(VIGIL) db upgrade
+
+down: ## Stop the local stack
+	-$(VIGIL) stack down
+
+demo: stack ## Run every service, stream synthetic transactions, serve the dashboard on :8000
+	$(VIGIL) demo
+
+lint: install ## ruff (lint + format check) and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: install ## Apply ruff formatting and autofixes
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+unit: install ## Fast tests that need no stack
+	$(VENV)/bin/pytest -m "not integration" $(PYTEST_ARGS)
+
+test: stack lint ## Install, start the stack, run lint, type checks and every test
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+clean: down ## Stop the stack and remove local state (.vigil/)
+	rm -rf .vigil

@@ -1,0 +1,1 @@
+"""Benchmarks: each script prints figures measured on this machine."""

@@ -1,0 +1,1 @@
+"""Shared contracts every Vigil service depends on: settings, events, topics, Kafka, DB, metrics."""

@@ -1,0 +1,263 @@
+"""Versioned event contracts: `Transaction`, `FeatureVector`, `Anomaly`.
+
+These are the only shapes that travel between services (Kafka values and API
+bodies). Bump `SCHEMA_VERSION` on any breaking change; consumers dead-letter
+versions they do not understand instead of guessing.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from ipaddress import IPv4Address, IPv6Address
+from typing import Annotated, Any, Final, Literal
+
+import pycountry
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+SCHEMA_VERSION: Final = 1
+MAX_AMOUNT: Final = Decimal("1000000000")  # one billion in major units: larger is a data error
+MAX_ATTRIBUTES: Final = 16
+
+# ISO 4217 minor units that differ from the usual 2 (scale of the amount's fraction).
+_ZERO_DECIMALS: Final = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"
+_THREE_DECIMALS: Final = "BHD IQD JOD KWD LYD OMR TND"
+_MINOR_UNITS: Final[dict[str, int]] = {
+    **dict.fromkeys(_ZERO_DECIMALS.split(), 0),
+    **dict.fromkeys(_THREE_DECIMALS.split(), 3),
+    **dict.fromkeys(("CLF", "UYW"), 4),
+}
+_CURRENCIES: Final[frozenset[str]] = frozenset(c.alpha_3 for c in pycountry.currencies)
+_COUNTRIES: Final[frozenset[str]] = frozenset(c.alpha_2 for c in pycountry.countries)
+
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:@-]+$")]
+AttributeKey = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9_]*$")]
+AttributeValue = Annotated[str, StringConstraints(max_length=200)] | bool | int | float
+
+
+def currency_minor_units(currency: str) -> int:
+    """Digits after the decimal point allowed for `currency` (ISO 4217)."""
+    return _MINOR_UNITS.get(currency, 2)
+
+
+class Channel(StrEnum):
+    CARD_PRESENT = "card_present"
+    ECOMMERCE = "ecommerce"
+    TRANSFER = "transfer"
+    ATM = "atm"
+    WALLET = "wallet"
+
+
+class Transaction(BaseModel):
+    """A payment as producers send it (JSON Schema: `vigil schema transaction`).
+
+    `ingested_at` is set by ingestion, never by producers.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    transaction_id: Identifier
+    occurred_at: AwareDatetime = Field(description="When the payment happened; must carry a UTC offset.")
+    tenant_id: Identifier
+    account_id: Identifier
+    card_id: Identifier | None = None
+    merchant_id: Identifier
+    merchant_category: Annotated[str, StringConstraints(pattern=r"^\d{4}$")] = Field(
+        description="ISO 18245 merchant category code (4 digits)."
+    )
+    amount: Decimal = Field(gt=0, le=MAX_AMOUNT, description="Major units, scale per currency.")
+    currency: Annotated[str, StringConstraints(min_length=3, max_length=3)] = Field(
+        description="ISO 4217 code, upper case."
+    )
+    channel: Channel
+    country: Annotated[str, StringConstraints(min_length=2, max_length=2)] = Field(
+        description="ISO 3166-1 alpha-2 code, upper case."
+    )
+    device_id: Identifier | None = None
+    ip: IPv4Address | IPv6Address | None = None
+    lat: float | None = Field(None, ge=-90, le=90)
+    lon: float | None = Field(None, ge=-180, le=180)
+    attributes: dict[AttributeKey, AttributeValue] = Field(
+        default_factory=dict, max_length=MAX_ATTRIBUTES, description="Small free-form map."
+    )
+    ingested_at: AwareDatetime | None = None
+
+    @field_validator("amount", mode="before")
+    @classmethod
+    def _amount_is_exact(cls, value: Any) -> Any:
+        # Floats lose cents silently; accept them only when they are finite, and parse via str.
+        if isinstance(value, bool):
+            raise ValueError("amount must be a number, not a boolean")
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise ValueError("amount must be finite")
+            return Decimal(repr(value))
+        if isinstance(value, str | int | Decimal):
+            try:
+                parsed = Decimal(value)
+            except ArithmeticError:
+                raise ValueError("amount must be a decimal number") from None
+            if not parsed.is_finite():
+                raise ValueError("amount must be finite")
+            return parsed
+        return value
+
+    @field_validator("currency")
+    @classmethod
+    def _known_currency(cls, value: str) -> str:
+        value = value.upper()
+        if value not in _CURRENCIES:
+            raise ValueError(f"{value!r} is not an ISO 4217 currency code")
+        return value
+
+    @field_validator("country")
+    @classmethod
+    def _known_country(cls, value: str) -> str:
+        value = value.upper()
+        if value not in _COUNTRIES:
+            raise ValueError(f"{value!r} is not an ISO 3166-1 alpha-2 country code")
+        return value
+
+    @field_validator("lat", "lon", mode="before")
+    @classmethod
+    def _finite_coordinate(cls, value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("coordinate must be finite")
+        return value
+
+    @field_validator("attributes")
+    @classmethod
+    def _finite_attributes(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key, item in value.items():
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ValueError(f"attribute {key!r} must be finite")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Transaction:
+        exponent = self.amount.as_tuple().exponent
+        scale = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+        allowed = currency_minor_units(self.currency)
+        if scale > allowed:
+            raise ValueError(
+                f"amount {self.amount} has {scale} decimals but {self.currency} allows {allowed}"
+            )
+        if (self.lat is None) != (self.lon is None):
+            raise ValueError("lat and lon must be given together")
+        return self
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class DetectorFamily(StrEnum):
+    STATISTICAL = "statistical"
+    ML = "ml"
+    RULES = "rules"
+    AGGREGATE = "aggregate"
+
+
+class EntityType(StrEnum):
+    ACCOUNT = "account"
+    CARD = "card"
+    MERCHANT = "merchant"
+    DEVICE = "device"
+    IP = "ip"
+
+
+class AnomalyStatus(StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class FeatureVector(BaseModel):
+    """A valid transaction plus the features computed for it (topic `tx.features`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    transaction: Transaction
+    features: dict[str, float | None] = Field(
+        description="Feature name (see the feature registry) to value; None when undefined."
+    )
+    feature_set_version: int = Field(ge=1, description="Version of the feature registry that made them.")
+    late: bool = Field(False, description="Arrived after the allowed lateness; features are best effort.")
+
+
+class Reason(BaseModel):
+    """Why a detector fired, in a form both a model and a person can read."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    feature: str
+    value: float | str | None = None
+    baseline: float | str | None = None
+    contribution: float | None = Field(None, description="Share of the score this reason explains.")
+    text: str = Field(description="One sentence an analyst can read.")
+
+
+_ANOMALY_NAMESPACE: Final = uuid.UUID("6f1d3c2e-6a43-4f5b-9a55-1c0b7a0de1a1")
+
+
+def anomaly_id_for(*, transaction_id: str, detector_name: str, detector_version: str) -> uuid.UUID:
+    """Deterministic id of an anomaly, so replays and retries produce the same row."""
+    return uuid.uuid5(_ANOMALY_NAMESPACE, f"{transaction_id}\x1f{detector_name}\x1f{detector_version}")
+
+
+class Anomaly(BaseModel):
+    """One detector's verdict on one transaction (or aggregate window): table and topic `anomalies`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    anomaly_id: uuid.UUID
+    tenant_id: Identifier
+    transaction_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    entity_type: EntityType
+    entity_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    event_time: AwareDatetime
+    detected_at: AwareDatetime
+    detector_family: DetectorFamily
+    detector_name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    detector_version: Annotated[str, StringConstraints(min_length=1, max_length=50)]
+    score_raw: float
+    score: float = Field(ge=0, le=100, description="Normalised 0-100; higher is more anomalous.")
+    severity: Severity
+    reasons: list[Reason] = Field(min_length=1)
+    features: dict[str, float | None] = Field(default_factory=dict, description="Feature snapshot.")
+    amount: Decimal | None = None
+    currency: str | None = None
+    status: AnomalyStatus = AnomalyStatus.OPEN
+
+    @field_validator("score_raw")
+    @classmethod
+    def _finite_score(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("score_raw must be finite")
+        return value
+
+    @classmethod
+    def build(cls, *, detected_at: datetime, **fields: Any) -> Anomaly:
+        """Make an anomaly whose id is derived from its natural key."""
+        anomaly_id = anomaly_id_for(
+            transaction_id=fields["transaction_id"],
+            detector_name=fields["detector_name"],
+            detector_version=fields["detector_version"],
+        )
+        return cls(anomaly_id=anomaly_id, detected_at=detected_at, **fields)

@@ -1,0 +1,185 @@
+"""Table definitions (SQLAlchemy Core) shared by every service.
+
+The migrations in `core/migrations` create these tables; services use the
+`Table` objects for typed, multi-row statements. Time-series tables
+(`transactions`, `anomalies`) are hypertables on TimescaleDB and natively
+range-partitioned tables elsewhere, so their primary keys include the time column.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Double,
+    Integer,
+    MetaData,
+    Numeric,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+
+metadata: Final = MetaData()
+
+
+def _tstz(name: str, *, nullable: bool = False, default_now: bool = False) -> Column[object]:
+    return Column(
+        name,
+        DateTime(timezone=True),
+        nullable=nullable,
+        server_default=text("now()") if default_now else None,
+    )
+
+
+transactions: Final = Table(
+    "transactions",
+    metadata,
+    Column("transaction_id", String(64), nullable=False),
+    _tstz("occurred_at"),
+    Column("tenant_id", String(64), nullable=False),
+    Column("account_id", String(64), nullable=False),
+    Column("card_id", String(64)),
+    Column("merchant_id", String(64), nullable=False),
+    Column("merchant_category", String(4), nullable=False),
+    Column("amount", Numeric(20, 4), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("country", String(2), nullable=False),
+    Column("device_id", String(64)),
+    Column("ip", String(45)),
+    Column("lat", Double),
+    Column("lon", Double),
+    Column("attributes", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    _tstz("ingested_at", default_now=True),
+    PrimaryKeyConstraint("transaction_id", "occurred_at", name="transactions_pkey"),
+)
+
+anomalies: Final = Table(
+    "anomalies",
+    metadata,
+    Column("anomaly_id", UUID(as_uuid=True), nullable=False),
+    _tstz("event_time"),
+    _tstz("detected_at"),
+    Column("tenant_id", String(64), nullable=False),
+    Column("transaction_id", String(128), nullable=False),
+    Column("entity_type", String(16), nullable=False),
+    Column("entity_id", String(128), nullable=False),
+    Column("detector_family", String(16), nullable=False),
+    Column("detector_name", String(100), nullable=False),
+    Column("detector_version", String(50), nullable=False),
+    Column("score_raw", Double, nullable=False),
+    Column("score", Double, nullable=False),
+    Column("severity", String(8), nullable=False),
+    Column("reasons", JSONB, nullable=False),
+    Column("features", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("amount", Numeric(20, 4)),
+    Column("currency", String(3)),
+    Column("status", String(16), nullable=False, server_default="open"),
+    PrimaryKeyConstraint("anomaly_id", "event_time", name="anomalies_pkey"),
+)
+
+cases: Final = Table(
+    "cases",
+    metadata,
+    Column("case_id", UUID(as_uuid=True), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("transaction_id", String(128), nullable=False),
+    Column("entity_type", String(16), nullable=False),
+    Column("entity_id", String(128), nullable=False),
+    _tstz("event_time"),
+    Column("status", String(20), nullable=False, server_default="open"),
+    Column("assignee", String(128)),
+    Column("max_severity", String(8), nullable=False),
+    Column("max_score", Double, nullable=False),
+    Column("anomaly_count", Integer, nullable=False),
+    _tstz("opened_at", default_now=True),
+    _tstz("updated_at", default_now=True),
+    UniqueConstraint("tenant_id", "transaction_id", name="cases_tenant_transaction_key"),
+)
+
+case_notes: Final = Table(
+    "case_notes",
+    metadata,
+    Column("note_id", BigInteger, primary_key=True, autoincrement=True),
+    Column("case_id", UUID(as_uuid=True), nullable=False),
+    Column("tenant_id", String(64), nullable=False),
+    Column("author", String(128), nullable=False),
+    Column("body", Text, nullable=False),
+    _tstz("created_at", default_now=True),
+)
+
+labels: Final = Table(
+    "labels",
+    metadata,
+    Column("label_id", BigInteger, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("transaction_id", String(128), nullable=False),
+    Column("label", String(20), nullable=False),
+    Column("source", String(20), nullable=False),
+    Column("author", String(128), nullable=False),
+    Column("reason", Text),
+    _tstz("event_time", nullable=True),
+    _tstz("labelled_at", default_now=True),
+    UniqueConstraint("tenant_id", "transaction_id", "source", name="labels_tenant_transaction_source_key"),
+)
+
+audit_log: Final = Table(
+    "audit_log",
+    metadata,
+    Column("audit_id", BigInteger, primary_key=True, autoincrement=True),
+    _tstz("at", default_now=True),
+    Column("actor", String(128), nullable=False),
+    Column("tenant_id", String(64)),
+    Column("action", String(64), nullable=False),
+    Column("object_type", String(32), nullable=False),
+    Column("object_id", String(128), nullable=False),
+    Column("details", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+)
+
+rules: Final = Table(
+    "rules",
+    metadata,
+    Column("rule_id", String(64), primary_key=True),
+    Column("tenant_id", String(64)),
+    Column("name", String(200), nullable=False),
+    Column("current_version", Integer, nullable=False),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    _tstz("created_at", default_now=True),
+    _tstz("updated_at", default_now=True),
+)
+
+rule_versions: Final = Table(
+    "rule_versions",
+    metadata,
+    Column("rule_id", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("expression", Text, nullable=False),
+    Column("severity", String(8), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("author", String(128), nullable=False),
+    _tstz("created_at", default_now=True),
+    PrimaryKeyConstraint("rule_id", "version", name="rule_versions_pkey"),
+)
+
+principals: Final = Table(
+    "principals",
+    metadata,
+    Column("principal_id", String(128), primary_key=True),
+    Column("kind", String(10), nullable=False),  # user | client
+    Column("secret_hash", Text, nullable=False),
+    Column("roles", ARRAY(String(16)), nullable=False),
+    Column("tenants", ARRAY(String(64)), nullable=False),
+    Column("disabled", Boolean, nullable=False, server_default=text("false")),
+    _tstz("created_at", default_now=True),
+)

@@ -1,0 +1,129 @@
+"""Runtime settings: one pydantic-settings class, built by `load_settings()`.
+
+Nothing here reads the environment at import time; every process calls
+`load_settings()` once at start and passes the result down explicitly.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.errors import ConfigError
+
+ENV_PREFIX = "VIGIL_"
+_HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
+_DEV_JWT_SECRET = "vigil-local-development-only-secret-change-me"  # noqa: S105 - refused outside development
+
+
+class Settings(BaseSettings):
+    """Every `VIGIL_*` variable; documented in README.md (Configuration)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    environment: Literal["development", "test", "production"] = Field(
+        "development", description="Deployment kind; production refuses development defaults."
+    )
+    kafka_bootstrap: str = Field(
+        "127.0.0.1:9092", description="Comma-separated Kafka bootstrap servers, host:port."
+    )
+    kafka_topic_prefix: str = Field(
+        "", description="Prefix for every topic name (lets tests and tenants share a broker)."
+    )
+    kafka_partitions: int = Field(6, ge=1, le=1024, description="Partitions for topics Vigil creates.")
+    kafka_replication_factor: int = Field(1, ge=1, le=10, description="Replication for topics Vigil creates.")
+    database_url: str = Field(
+        "postgresql+psycopg://vigil:vigil@127.0.0.1:5433/vigil",
+        description="SQLAlchemy URL of PostgreSQL/TimescaleDB (psycopg 3 driver).",
+    )
+    database_pool_size: int = Field(5, ge=1, le=100, description="Connections kept per process.")
+    mlflow_tracking_uri: str = Field("http://127.0.0.1:5000", description="MLflow tracking server.")
+    api_host: str = Field("127.0.0.1", description="Interface the API binds to.")
+    api_port: int = Field(8000, ge=1, le=65535, description="Port of the API and dashboard.")
+    public_url: str = Field("http://127.0.0.1:8000", description="Dashboard URL used in alert links.")
+    metrics_port: int = Field(
+        0, ge=0, le=65535, description="Port for /metrics, /healthz, /readyz of stream services (0 = off)."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    log_format: Literal["json", "text"] = Field("json", description="Log line format.")
+    batch_size: int = Field(5000, ge=1, le=100_000, description="Max messages per consumer micro-batch.")
+    batch_timeout_ms: int = Field(200, ge=1, le=60_000, description="Max wait to fill a micro-batch.")
+    max_message_bytes: int = Field(
+        65_536, ge=1024, le=10_485_760, description="Larger raw transactions are dead-lettered."
+    )
+    display_timezone: str = Field("UTC", description="IANA zone for 'today' in dashboard figures.")
+    jwt_secret: SecretStr = Field(
+        SecretStr(_DEV_JWT_SECRET), description="HS256 key for Vigil-issued tokens (development only)."
+    )
+    jwt_private_key_file: Path | None = Field(
+        None, description="PEM RSA private key for RS256 tokens (production)."
+    )
+    jwt_issuer: str = Field("vigil", description="`iss` of Vigil-issued tokens; required on every token.")
+    jwt_audience: str = Field("vigil-api", description="`aud` required on every token.")
+    jwt_ttl_seconds: int = Field(900, ge=60, le=86_400, description="Lifetime of issued access tokens.")
+    oidc_jwks_url: str | None = Field(None, description="JWKS URL of an external OIDC provider (optional).")
+    oidc_issuer: str | None = Field(None, description="Expected `iss` of external OIDC tokens.")
+    state_dir: Path = Field(Path(".vigil"), description="Local state: stack data, logs, service state.")
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap_is_host_ports(cls, value: str) -> str:
+        servers = [part.strip() for part in value.split(",") if part.strip()]
+        if not servers:
+            raise ValueError("expected host:port[,host:port...]")
+        for server in servers:
+            match = _HOST_PORT.match(server)
+            if match is None or not 0 < int(match.group(2)) < 65536:
+                raise ValueError(f"{server!r} is not host:port with a port from 1 to 65535")
+        return ",".join(servers)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_is_postgres(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgresql+psycopg://")):
+            raise ValueError("expected a postgresql+psycopg:// URL")
+        return value.replace("postgresql://", "postgresql+psycopg://", 1)
+
+    @field_validator("display_timezone")
+    @classmethod
+    def _timezone_exists(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _no_development_secrets_in_production(self) -> Settings:
+        if self.environment == "production" and (
+            self.jwt_private_key_file is None and self.jwt_secret.get_secret_value() == _DEV_JWT_SECRET
+        ):
+            raise ValueError(
+                "jwt_secret: the development default is refused in production; "
+                "set VIGIL_JWT_SECRET or VIGIL_JWT_PRIVATE_KEY_FILE"
+            )
+        return self
+
+    def topic(self, name: str) -> str:
+        """Full topic name with the configured prefix."""
+        return f"{self.kafka_topic_prefix}{name}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment (and overrides), or raise one clear `ConfigError`."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"]) or "settings"
+            variable = f"{ENV_PREFIX}{field.upper()}" if field != "settings" else "settings"
+            message = str(error["msg"]).removeprefix("Value error, ")
+            problems.append(f"{variable}: {message}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

@@ -1,0 +1,1 @@
+"""Composition root: the `vigil` command and the local stack."""
