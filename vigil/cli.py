@@ -14,6 +14,7 @@ import click
 
 from core.errors import VigilError
 from core.settings import Settings, load_settings
+from vigil.commands import attach
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -138,6 +139,14 @@ def db_maintain(ctx: click.Context, retention_days: int) -> None:
     with engine.begin() as connection:
         report = maintain(connection, retention_days=retention_days)
     click.echo(json.dumps(report) if report else "TimescaleDB manages retention; nothing to do")
+
+
+@cli.group()
+def run() -> None:
+    """Run one service in the foreground (one process per Kubernetes Deployment)."""
+
+
+attach(root=cli, run=run)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,21 @@
+"""Schema owned by ml detectors and labels.
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-11-23
+"""
+
+from __future__ import annotations
+
+revision = "0006"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    """Nothing yet: this area adds its tables here when it needs them."""
+
+
+def downgrade() -> None:
+    """Nothing to undo."""
