@@ -60,6 +60,9 @@ transactions: Final = Table(
     Column("lon", Double),
     Column("attributes", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     _tstz("ingested_at", default_now=True),
+    # Kafka coordinates (topic/partition/offset) that first brought this row: tells a replay of the
+    # same record (ignored) from a second record reusing the id (dead-lettered as a duplicate).
+    Column("source_ref", String(200)),
     PrimaryKeyConstraint("transaction_id", "occurred_at", name="transactions_pkey"),
 )
 

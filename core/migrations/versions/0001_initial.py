@@ -31,6 +31,7 @@ def upgrade() -> None:
         op.execute(ddl + partition_clause(connection, series))
         finish_time_series(connection, series)
     op.create_index("transactions_account_time", "transactions", ["tenant_id", "account_id", "occurred_at"])
+    op.create_index("transactions_id", "transactions", ["transaction_id"])
     op.create_index("transactions_merchant_time", "transactions", ["tenant_id", "merchant_id", "occurred_at"])
     op.create_index("anomalies_tenant_time", "anomalies", ["tenant_id", "event_time", "anomaly_id"])
     op.create_index("anomalies_detected", "anomalies", ["detected_at"])
