@@ -186,3 +186,42 @@ principals: Final = Table(
     Column("disabled", Boolean, nullable=False, server_default=text("false")),
     _tstz("created_at", default_now=True),
 )
+
+# --- alerting (owned by alerting/; read by api/) -------------------------------------------
+
+silences: Final = Table(
+    "silences",
+    metadata,
+    Column("silence_id", UUID(as_uuid=True), primary_key=True),
+    Column("tenant_id", String(64)),  # None = applies to every tenant (admin only)
+    # [{"label": "merchant_id", "op": "=", "value": "m-1"}]; ops: = != =~ !~ (Alertmanager semantics)
+    Column("matchers", JSONB, nullable=False),
+    _tstz("starts_at"),
+    _tstz("ends_at"),
+    Column("created_by", String(128), nullable=False),
+    Column("comment", Text, nullable=False),
+    _tstz("created_at", default_now=True),
+    _tstz("expired_at", nullable=True),
+    Column("expired_by", String(128)),
+)
+
+notifications: Final = Table(
+    "notifications",
+    metadata,
+    Column("notification_id", BigInteger, primary_key=True, autoincrement=True),
+    # Unique per (group, receiver, send window): a replay or a second replica cannot send it twice.
+    Column("dedup_key", String(300), nullable=False, unique=True),
+    Column("group_key", String(300), nullable=False),
+    Column("receiver", String(100), nullable=False),
+    Column("tenant_id", String(64)),
+    Column("severity", String(8), nullable=False),
+    Column("status", String(12), nullable=False),  # pending | sent | failed | suppressed
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("anomaly_count", Integer, nullable=False, server_default=text("0")),
+    Column("title", Text, nullable=False, server_default=""),
+    Column("payload", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("last_error", Text),
+    _tstz("created_at", default_now=True),
+    _tstz("last_attempt_at", nullable=True),
+    _tstz("sent_at", nullable=True),
+)
