@@ -67,6 +67,54 @@ class Settings(BaseSettings):
     jwt_ttl_seconds: int = Field(900, ge=60, le=86_400, description="Lifetime of issued access tokens.")
     oidc_jwks_url: str | None = Field(None, description="JWKS URL of an external OIDC provider (optional).")
     oidc_issuer: str | None = Field(None, description="Expected `iss` of external OIDC tokens.")
+    # --- api (additive: owned by the API area) ---
+    jwt_previous_public_key_files: list[Path] = Field(
+        default_factory=list,
+        description="PEM public keys of retired signing keys still accepted until their tokens expire "
+        "(JSON list; key rotation by `kid`).",
+    )
+    jwt_leeway_seconds: int = Field(
+        30, ge=0, le=120, description="Clock skew tolerated on `exp`/`nbf`/`iat` (bounded on purpose)."
+    )
+    oidc_audience: str | None = Field(
+        None, description="Expected `aud` of OIDC tokens (default: jwt_audience)."
+    )
+    oidc_algorithms: list[str] = Field(
+        default_factory=lambda: ["RS256"], description="Signature algorithms accepted from the OIDC provider."
+    )
+    oidc_roles_claim: str = Field("roles", description="OIDC claim holding Vigil roles (list of strings).")
+    oidc_tenants_claim: str = Field("tenants", description="OIDC claim holding tenant ids (list of strings).")
+    oidc_jwks_cache_seconds: int = Field(
+        300, ge=10, le=86_400, description="How long a fetched OIDC JWKS is trusted before refetching."
+    )
+    api_max_body_bytes: int = Field(
+        1_048_576, ge=1024, le=104_857_600, description="Largest request body (413 above), except batches."
+    )
+    api_max_batch_bytes: int = Field(
+        4_194_304,
+        ge=1024,
+        le=104_857_600,
+        description="Largest body of POST /v1/transactions:batch (413 above).",
+    )
+    api_rate_limit_per_second: float = Field(
+        100.0, gt=0, le=100_000, description="Sustained requests per second allowed per client (429 above)."
+    )
+    api_rate_limit_burst: int = Field(200, ge=1, le=1_000_000, description="Requests a client may burst.")
+    api_login_attempts_per_minute: int = Field(
+        20, ge=1, le=10_000, description="Token requests per minute per source address (brute-force guard)."
+    )
+    api_statement_timeout_ms: int = Field(
+        10_000, ge=100, le=600_000, description="PostgreSQL statement timeout for API queries."
+    )
+    decision_review_threshold: float = Field(
+        50.0, ge=0, le=100, description="Score (0-100) from which POST /v1/score answers `review`."
+    )
+    decision_decline_threshold: float = Field(
+        80.0, ge=0, le=100, description="Score (0-100) from which POST /v1/score answers `decline`."
+    )
+    web_dist_dir: Path = Field(
+        Path("web/dist"), description="Built dashboard served at / by the API when the folder exists."
+    )
     state_dir: Path = Field(Path(".vigil"), description="Local state: stack data, logs, service state.")
 
     @field_validator("kafka_bootstrap")
@@ -98,6 +146,12 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown IANA time zone {value!r}") from exc
         return value
+
+    @model_validator(mode="after")
+    def _decision_thresholds_ordered(self) -> Settings:
+        if self.decision_review_threshold > self.decision_decline_threshold:
+            raise ValueError("decision_review_threshold must not exceed decision_decline_threshold")
+        return self
 
     @model_validator(mode="after")
     def _no_development_secrets_in_production(self) -> Settings:
