@@ -29,6 +29,7 @@ from pydantic import (
 SCHEMA_VERSION: Final = 1
 MAX_AMOUNT: Final = Decimal("1000000000")  # one billion in major units: larger is a data error
 MAX_ATTRIBUTES: Final = 16
+_INT64: Final = 2**63
 
 # ISO 4217 minor units that differ from the usual 2 (scale of the amount's fraction).
 _ZERO_DECIMALS: Final = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"
@@ -74,7 +75,8 @@ class Transaction(BaseModel):
     account_id: Identifier
     card_id: Identifier | None = None
     merchant_id: Identifier
-    merchant_category: Annotated[str, StringConstraints(pattern=r"^\d{4}$")] = Field(
+    # [0-9], not \d: the pattern engine's \d also matches non-ASCII digits such as "٥٤١١".
+    merchant_category: Annotated[str, StringConstraints(pattern=r"^[0-9]{4}$")] = Field(
         description="ISO 18245 merchant category code (4 digits)."
     )
     amount: Decimal = Field(gt=0, le=MAX_AMOUNT, description="Major units, scale per currency.")
@@ -137,12 +139,25 @@ class Transaction(BaseModel):
             raise ValueError("coordinate must be finite")
         return value
 
+    @field_validator("ip")
+    @classmethod
+    def _unscoped_ip(cls, value: IPv4Address | IPv6Address | None) -> IPv4Address | IPv6Address | None:
+        # A zone id ("fe80::1%eth0") is unbounded text and means nothing outside the sender's host.
+        if isinstance(value, IPv6Address) and value.scope_id is not None:
+            raise ValueError("ip must not carry an IPv6 zone (scope) id")
+        return value
+
     @field_validator("attributes")
     @classmethod
     def _finite_attributes(cls, value: dict[str, Any]) -> dict[str, Any]:
         for key, item in value.items():
             if isinstance(item, float) and not math.isfinite(item):
                 raise ValueError(f"attribute {key!r} must be finite")
+            # Bounded so every JSON reader (and PostgreSQL jsonb, which rejects NUL) keeps it exactly.
+            if isinstance(item, int) and not isinstance(item, bool) and not -_INT64 <= item < _INT64:
+                raise ValueError(f"attribute {key!r} must fit in a signed 64-bit integer")
+            if isinstance(item, str) and "\x00" in item:
+                raise ValueError(f"attribute {key!r} must not contain NUL characters")
         return value
 
     @model_validator(mode="after")
