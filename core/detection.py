@@ -74,9 +74,7 @@ class FeatureBatch:
         column = self._fields.get(name)
         if column is None:
             if name == "amount":
-                column = np.fromiter(
-                    (float(v.transaction.amount) for v in self.vectors), np.float64, len(self)
-                )
+                column = np.fromiter((float(v.transaction.amount) for v in self.vectors), np.float64, len(self))
             elif name == "hour":
                 column = np.fromiter(
                     (v.transaction.occurred_at.astimezone(UTC).hour for v in self.vectors),
@@ -119,11 +117,20 @@ class Scores:
 
 @runtime_checkable
 class Detector(Protocol):
-    """One scoring function. Higher scores mean more anomalous; scoring never mutates the batch."""
+    """One scoring function. Higher scores mean more anomalous; scoring never mutates the batch.
 
-    family: DetectorFamily
-    name: str
-    version: str
+    `name` and `version` form the anomaly's natural key with the transaction id:
+    bump the version whenever the logic or the model changes.
+    """
+
+    @property
+    def family(self) -> DetectorFamily: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
 
     def score(self, batch: FeatureBatch) -> Scores:
         """Score every row of the batch."""
@@ -231,9 +238,7 @@ class AnomalyWriter:
     the deterministic anomaly id) and re-publishes, which downstream dedups by id.
     """
 
-    def __init__(
-        self, *, engine: Engine, producer: DeliveringProducer, settings: Settings, service: str
-    ) -> None:
+    def __init__(self, *, engine: Engine, producer: DeliveringProducer, settings: Settings, service: str) -> None:
         self._engine = engine
         self._producer = producer
         self._topic = settings.topic(ANOMALIES)

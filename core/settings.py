@@ -28,9 +28,7 @@ class Settings(BaseSettings):
     environment: Literal["development", "test", "production"] = Field(
         "development", description="Deployment kind; production refuses development defaults."
     )
-    kafka_bootstrap: str = Field(
-        "127.0.0.1:9092", description="Comma-separated Kafka bootstrap servers, host:port."
-    )
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Comma-separated Kafka bootstrap servers, host:port.")
     kafka_topic_prefix: str = Field(
         "", description="Prefix for every topic name (lets tests and tenants share a broker)."
     )
@@ -59,9 +57,7 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr = Field(
         SecretStr(_DEV_JWT_SECRET), description="HS256 key for Vigil-issued tokens (development only)."
     )
-    jwt_private_key_file: Path | None = Field(
-        None, description="PEM RSA private key for RS256 tokens (production)."
-    )
+    jwt_private_key_file: Path | None = Field(None, description="PEM RSA private key for RS256 tokens (production).")
     jwt_issuer: str = Field("vigil", description="`iss` of Vigil-issued tokens; required on every token.")
     jwt_audience: str = Field("vigil-api", description="`aud` required on every token.")
     jwt_ttl_seconds: int = Field(900, ge=60, le=86_400, description="Lifetime of issued access tokens.")
@@ -76,9 +72,7 @@ class Settings(BaseSettings):
     jwt_leeway_seconds: int = Field(
         30, ge=0, le=120, description="Clock skew tolerated on `exp`/`nbf`/`iat` (bounded on purpose)."
     )
-    oidc_audience: str | None = Field(
-        None, description="Expected `aud` of OIDC tokens (default: jwt_audience)."
-    )
+    oidc_audience: str | None = Field(None, description="Expected `aud` of OIDC tokens (default: jwt_audience).")
     oidc_algorithms: list[str] = Field(
         default_factory=lambda: ["RS256"], description="Signature algorithms accepted from the OIDC provider."
     )
@@ -116,6 +110,23 @@ class Settings(BaseSettings):
         Path("web/dist"), description="Built dashboard served at / by the API when the folder exists."
     )
     state_dir: Path = Field(Path(".vigil"), description="Local state: stack data, logs, service state.")
+    zscore_threshold: float = Field(
+        2.5, ge=1.5, le=4.0, description="Default σ at which statistical detectors warn (1.5-4.0)."
+    )
+    zscore_critical: float = Field(
+        4.5, ge=2.0, le=20.0, description="σ at which statistical detectors report critical."
+    )
+    statistical_config_file: Path | None = Field(
+        None, description="YAML of per-tenant/entity statistical thresholds (docs/detectors.md)."
+    )
+    alerting_config_file: Path | None = Field(
+        None,
+        description="YAML or JSON file of alert routes, receivers, inhibition and system-alert "
+        "thresholds (see docs/alerting.md); unset = built-in defaults. Secrets come from VIGIL_* env.",
+    )
+    alerting_consumer_group: str = Field(
+        "vigil-alerting", min_length=1, description="Kafka consumer group of `vigil run alerting`."
+    )
 
     @field_validator("kafka_bootstrap")
     @classmethod

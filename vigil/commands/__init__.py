@@ -12,7 +12,7 @@ from typing import Final
 
 import click
 
-COMMAND_MODULES: Final[tuple[str, ...]] = ()
+COMMAND_MODULES: Final[tuple[str, ...]] = ("vigil.commands.detectors",)
 
 
 def attach(*, root: click.Group, run: click.Group) -> None:

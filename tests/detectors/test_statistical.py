@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from core.contracts import EntityType, Severity
+from core.detection import FeatureBatch, Thresholds, detect
+from core.metrics import DETECTOR_SKIPPED
+from core.settings import load_settings
+from detectors import IqrDetector, RobustZDetector, StatisticalConfig, ZScoreDetector
+from detectors.config import Band, load_statistical_config
+from detectors.errors import DetectorConfigError
+from detectors.statistical import normalise
+from tests.detectors.factories import labelled_batch, vector
+
+SETTINGS = load_settings(environment="test")
+HISTORY = [100.0, 110.0, 90.0, 105.0, 95.0, 100.0]  # mean 100, σ ≈ 6.45
+
+
+def test_zscore_flags_at_the_default_threshold_of_2_5_sigma() -> None:
+    detector = ZScoreDetector(settings=SETTINGS)
+    std = float(np.std(HISTORY))
+    just_below, just_above = 100 + 2.4 * std, 100 + 2.6 * std
+    batch = FeatureBatch(
+        [
+            vector(index=0, amount=just_below, history=HISTORY),
+            vector(index=1, amount=just_above, history=HISTORY),
+        ]
+    )
+    scores = detector.score(batch)
+    assert scores.raw[0] == pytest.approx(2.4, abs=0.01)
+    assert scores.normalised[0] < 50 <= scores.normalised[1]
+    flagged = Thresholds().decide(scores)
+    assert flagged == [(1, Severity.WARNING)]
+
+
+def test_severity_bands_follow_threshold_and_critical() -> None:
+    std = float(np.std(HISTORY))
+    batch = FeatureBatch([vector(index=i, amount=100 + z * std, history=HISTORY) for i, z in enumerate([3, 5, 30])])
+    decided = Thresholds().decide(ZScoreDetector(settings=SETTINGS).score(batch))
+    assert [s for _, s in decided] == [Severity.WARNING, Severity.CRITICAL, Severity.CRITICAL]
+
+
+def test_insufficient_history_is_not_judged_and_is_counted() -> None:
+    detector = ZScoreDetector(settings=SETTINGS)
+    before = DETECTOR_SKIPPED.labels(detector.name, "insufficient_history")._value.get()
+    batch = FeatureBatch([vector(index=0, amount=10_000, history=HISTORY[:4]), vector(index=1, amount=5, history=None)])
+    scores = detector.score(batch)
+    assert np.isnan(scores.normalised).all()
+    assert Thresholds().decide(scores) == []
+    after = DETECTOR_SKIPPED.labels(detector.name, "insufficient_history")._value.get()
+    assert after - before == 2
+
+
+def test_zero_variance_history_still_flags_a_real_jump_but_not_a_cent() -> None:
+    constant = [9.99] * 12
+    batch = FeatureBatch(
+        [vector(index=0, amount=10.00, history=constant), vector(index=1, amount=250, history=constant)]
+    )
+    for detector in (
+        ZScoreDetector(settings=SETTINGS),
+        RobustZDetector(settings=SETTINGS),
+        IqrDetector(settings=SETTINGS),
+    ):
+        scores = detector.score(batch)
+        assert np.isfinite(scores.raw).all(), detector.name
+        assert [i for i, _ in Thresholds().decide(scores)] == [1], detector.name
+
+
+def test_robust_z_is_not_masked_by_a_past_outlier() -> None:
+    history = [50.0] * 10 + [52.0, 48.0, 51.0, 49.0] + [5_000.0]  # one old huge payment inflates mean and σ
+    batch = FeatureBatch([vector(index=0, amount=400, history=history)])
+    assert Thresholds().decide(ZScoreDetector(settings=SETTINGS).score(batch)) == []
+    assert Thresholds().decide(RobustZDetector(settings=SETTINGS).score(batch)) == [(0, Severity.CRITICAL)]
+
+
+def test_iqr_fences_are_tukeys() -> None:
+    history = [float(x) for x in range(10, 110, 10)]  # q1 32.5, q3 77.5, IQR 45
+    q3, iqr = 77.5, 45.0
+    batch = FeatureBatch([vector(index=i, amount=q3 + k * iqr, history=history) for i, k in enumerate([1.4, 2.0, 3.5])])
+    decided = Thresholds().decide(IqrDetector(settings=SETTINGS).score(batch))
+    assert decided == [(1, Severity.WARNING), (2, Severity.CRITICAL)]
+
+
+def test_per_tenant_thresholds_override_the_default() -> None:
+    config = StatisticalConfig(tenants={"strict": {EntityType.ACCOUNT: Band(threshold=1.5)}})
+    std = float(np.std(HISTORY))
+    batch = FeatureBatch(
+        [
+            vector(index=0, amount=100 + 2 * std, history=HISTORY, tenant="acme"),
+            vector(index=1, amount=100 + 2 * std, history=HISTORY, tenant="strict"),
+        ]
+    )
+    decided = Thresholds().decide(ZScoreDetector(settings=SETTINGS, config=config).score(batch))
+    assert [i for i, _ in decided] == [1]
+
+
+def test_threshold_setting_is_bounded_to_1_5_to_4() -> None:
+    assert load_settings(zscore_threshold=1.5).zscore_threshold == 1.5
+    for bad in (1.4, 4.1):
+        with pytest.raises(Exception, match="VIGIL_ZSCORE_THRESHOLD"):
+            load_settings(zscore_threshold=bad)
+
+
+def test_config_file_errors_name_the_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "thresholds.yaml"
+    path.write_text("tenants:\n  acme:\n    account: {threshold: 9}\n")
+    with pytest.raises(DetectorConfigError, match=r"thresholds\.yaml"):
+        load_statistical_config(path)
+    path.write_text("default: {threshold: 3.0}\ntenants:\n  acme:\n    merchant: {critical: 8}\n")
+    config = load_statistical_config(path)
+    band = config.resolve(settings=SETTINGS, tenant_id="acme", entity=EntityType.MERCHANT)
+    assert (band.threshold, band.critical) == (3.0, 8.0)
+
+
+def test_reasons_read_like_sentences() -> None:
+    std = float(np.std(HISTORY))
+    batch = FeatureBatch([vector(index=0, amount=round(100 + 6 * std, 2), history=HISTORY)])
+    [anomaly] = detect(detectors=[ZScoreDetector(settings=SETTINGS)], batch=batch, thresholds=Thresholds())
+    text = anomaly.reasons[0].text
+    assert "σ above the usual 100.00" in text and "6 past payments of this account" in text
+    assert anomaly.reasons[0].baseline == 100.0
+
+
+def test_statistical_detectors_find_planted_outliers() -> None:
+    vectors, labels = labelled_batch(seed=3, size=600)
+    batch = FeatureBatch(vectors)
+    flagged = {i for i, _ in Thresholds().decide(ZScoreDetector(settings=SETTINGS).score(batch))}
+    positives = {i for i, label in enumerate(labels) if label}
+    recall = len(flagged & positives) / len(positives)
+    false_positive_rate = len(flagged - positives) / (len(labels) - len(positives))
+    print(f"z-score on planted outliers: recall {recall:.2f}, FPR {false_positive_rate:.3f}")
+    assert recall >= 0.9
+    assert false_positive_rate <= 0.05
+
+
+@given(
+    st.lists(st.floats(min_value=-50, max_value=50, allow_nan=False), min_size=1, max_size=50),
+    st.floats(min_value=1.5, max_value=4.0),
+)
+def test_normalisation_is_monotonic_and_bounded(deviations: list[float], threshold: float) -> None:
+    values = np.sort(np.asarray(deviations))
+    critical = threshold * 2
+    scores = normalise(values, np.full(len(values), threshold), np.full(len(values), critical))
+    assert ((scores >= 0) & (scores <= 100)).all()
+    assert (np.diff(scores) >= -1e-9).all()
+    at = normalise(np.array([threshold, critical]), np.full(2, threshold), np.full(2, critical))
+    assert at == pytest.approx([50.0, 80.0])
