@@ -1,0 +1,400 @@
+"""The feature engine: per-entity state plus the kernels, shared by the online and offline paths.
+
+`FeatureEngine.compute(batch)` takes transactions in release order and returns
+a float matrix (one row per transaction, one column per registry feature, NaN
+for None). State lives in compact numpy arrays indexed by an entity's slot;
+pair "last seen" maps (account x merchant, country, device, ip) stay in Python
+dicts because they are sparse. `to_bytes()`/`from_bytes()` round-trip it exactly.
+"""
+
+from __future__ import annotations
+
+import io
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import numpy as np
+import orjson
+
+from features import kernels
+from features.errors import FeaturesError
+from features.registry import (
+    DISTINCT_BUCKETS,
+    ENTITY_FEATURE_COUNT,
+    ENTITY_KINDS,
+    FEATURE_NAMES,
+    FEATURE_SET_VERSION,
+    RECENT_AMOUNTS,
+    WINDOWS,
+    column,
+)
+
+_WIDTHS: Final = np.array([float(w[2]) for w in WINDOWS])
+_COUNTS: Final = np.array([w[3] for w in WINDOWS], dtype=np.int64)
+_OFFSETS: Final = np.concatenate(([0], np.cumsum(_COUNTS)[:-1])).astype(np.int64)
+_RING: Final = int(_COUNTS.sum())
+_EMPTY_BUCKET: Final = np.iinfo(np.int64).min // 2
+_PAIR_SHIFT: Final = 1 << 32
+_STATE_FORMAT: Final = 1
+
+
+def epoch_seconds(moment: datetime) -> float:
+    """Event time in seconds since the epoch, computed the same way on every path (exact to 1 us)."""
+    if moment.tzinfo is None:
+        raise FeaturesError("event times must carry a UTC offset")
+    delta = moment - _EPOCH
+    return (delta.days * 86_400_000_000 + delta.seconds * 1_000_000 + delta.microseconds) / 1_000_000
+
+
+_EPOCH: Final = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
+
+
+@dataclass(slots=True)
+class Batch:
+    """Transactions in release order, as columns (what the kernels need and nothing more)."""
+
+    times: list[float]
+    accounts: list[str]
+    cards: list[str | None]
+    merchants: list[str]
+    devices: list[str | None]
+    ips: list[str | None]
+    countries: list[str]
+    amounts: list[float]
+    lats: list[float | None]
+    lons: list[float | None]
+    apply: list[bool]
+
+    @classmethod
+    def empty(cls) -> Batch:
+        return cls([], [], [], [], [], [], [], [], [], [], [])
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def append(
+        self,
+        *,
+        time: float,
+        account: str,
+        card: str | None,
+        merchant: str,
+        device: str | None,
+        ip: str | None,
+        country: str,
+        amount: float,
+        lat: float | None,
+        lon: float | None,
+        apply: bool = True,
+    ) -> None:
+        self.times.append(time)
+        self.accounts.append(account)
+        self.cards.append(card)
+        self.merchants.append(merchant)
+        self.devices.append(device)
+        self.ips.append(ip)
+        self.countries.append(country)
+        self.amounts.append(amount)
+        self.lats.append(lat)
+        self.lons.append(lon)
+        self.apply.append(apply)
+
+
+class _Kind:
+    """Slots and window/history state of one entity kind (account, card, ...)."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self.slots: dict[str, int] = {}
+        self.capacity = 0
+        self.ring_id = np.empty((0, _RING), dtype=np.int64)
+        self.ring_cnt = np.empty((0, _RING))
+        self.ring_sum = np.empty((0, _RING))
+        self.ring_sq = np.empty((0, _RING))
+        self.ring_max = np.empty((0, _RING))
+        self.last_time = np.empty(0)
+        self.hist_n = np.empty(0)
+        self.hist_mean = np.empty(0)
+        self.hist_m2 = np.empty(0)
+        self.dist_id = np.empty((0, DISTINCT_BUCKETS), dtype=np.int64)
+        self.dist_cnt = np.empty((0, DISTINCT_BUCKETS))
+        self._grow(capacity)
+
+    _FILL: Final = {
+        "ring_id": _EMPTY_BUCKET,
+        "ring_cnt": 0.0,
+        "ring_sum": 0.0,
+        "ring_sq": 0.0,
+        "ring_max": -np.inf,
+        "last_time": np.nan,
+        "hist_n": 0.0,
+        "hist_mean": 0.0,
+        "hist_m2": 0.0,
+        "dist_id": _EMPTY_BUCKET,
+        "dist_cnt": 0.0,
+    }
+
+    def _grow(self, capacity: int) -> None:
+        for name, fill in self._FILL.items():
+            old = getattr(self, name)
+            new = np.full((capacity, *old.shape[1:]), fill, dtype=old.dtype)
+            new[: old.shape[0]] = old
+            setattr(self, name, new)
+        self.capacity = capacity
+
+    def slot_of(self, key: str | None) -> int:
+        if key is None:
+            return -1
+        slot = self.slots.get(key)
+        if slot is None:
+            slot = len(self.slots)
+            self.slots[key] = slot
+        return slot
+
+    def ensure_capacity(self) -> None:
+        if len(self.slots) > self.capacity:
+            self._grow(max(len(self.slots), self.capacity * 2))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        size = len(self.slots)
+        return {name: getattr(self, name)[:size] for name in self._FILL}
+
+    def load(self, arrays: dict[str, np.ndarray], names: list[str]) -> None:
+        self.slots = {name: slot for slot, name in enumerate(names)}
+        self.capacity = 0
+        for name in self._FILL:
+            setattr(self, name, arrays[name].copy())
+        self.capacity = len(names)
+        self._grow(max(1024, len(names) * 2))
+
+    def nbytes(self) -> int:
+        return sum(getattr(self, name).nbytes for name in self._FILL)
+
+
+class _AccountExtras:
+    def __init__(self) -> None:
+        self.geo_last = np.empty((0, 3))
+        self.hours = np.empty((0, 24))
+        self.recent = np.empty((0, RECENT_AMOUNTS))
+        self.recent_n = np.empty(0, dtype=np.int64)
+        self.country_ring_id = np.empty((0, DISTINCT_BUCKETS), dtype=np.int64)
+        self.country_ring_cnt = np.empty((0, DISTINCT_BUCKETS))
+
+    _FILL: Final = {
+        "geo_last": np.nan,
+        "hours": 0.0,
+        "recent": 0.0,
+        "recent_n": 0,
+        "country_ring_id": _EMPTY_BUCKET,
+        "country_ring_cnt": 0.0,
+    }
+
+    def resize(self, capacity: int) -> None:
+        for name, fill in self._FILL.items():
+            old = getattr(self, name)
+            if old.shape[0] >= capacity:
+                continue
+            new = np.full((capacity, *old.shape[1:]), fill, dtype=old.dtype)
+            new[: old.shape[0]] = old
+            setattr(self, name, new)
+
+    def arrays(self, size: int) -> dict[str, np.ndarray]:
+        return {f"extra_{name}": getattr(self, name)[:size] for name in self._FILL}
+
+    def load(self, arrays: dict[str, np.ndarray], capacity: int) -> None:
+        for name in self._FILL:
+            setattr(self, name, arrays[f"extra_{name}"].copy())
+        self.resize(capacity)
+
+    def nbytes(self) -> int:
+        return sum(getattr(self, name).nbytes for name in self._FILL)
+
+
+_GEO: Final = column("account_geo_velocity_kmh")
+_HOUR_TYPICAL: Final = column("account_hour_typicality")
+_ROBUST: Final = column("account_amount_history_median")
+_NEW_MERCHANT: Final = column("account_new_merchant")
+_NEW_COUNTRY: Final = column("account_new_country")
+_NEW_DEVICE: Final = column("account_new_device")
+_DISTINCT_MERCHANTS: Final = column("account_distinct_merchants_24h")
+_DISTINCT_COUNTRIES: Final = column("account_distinct_countries_24h")
+_DEVICE_ACCOUNTS: Final = column("device_distinct_accounts_24h")
+_IP_ACCOUNTS: Final = column("ip_distinct_accounts_24h")
+
+
+class FeatureEngine:
+    """All feature state, and the one function that turns transactions into feature rows."""
+
+    def __init__(self) -> None:
+        self.kinds: dict[str, _Kind] = {kind: _Kind() for kind in ENTITY_KINDS}
+        self.extras = _AccountExtras()
+        self.extras.resize(self.kinds["account"].capacity)
+        self.countries: dict[str, int] = {}
+        # Pair key -> event time the pair was last seen (first-seen flags and distinct counts).
+        self.pairs: dict[str, dict[int, float]] = {
+            "merchant": {},
+            "country": {},
+            "device": {},
+            "ip": {},
+        }
+        self.processed = 0
+
+    @property
+    def width(self) -> int:
+        return len(FEATURE_NAMES)
+
+    def compute(self, batch: Batch) -> np.ndarray:
+        """Feature rows for `batch` (release order), updating state for rows with `apply`."""
+        n = len(batch)
+        out = np.full((n, self.width), np.nan)
+        if n == 0:
+            return out
+        kinds = self.kinds
+        slot_columns = [
+            [kinds["account"].slot_of(v) for v in batch.accounts],
+            [kinds["card"].slot_of(v) for v in batch.cards],
+            [kinds["merchant"].slot_of(v) for v in batch.merchants],
+            [kinds["device"].slot_of(v) for v in batch.devices],
+            [kinds["ip"].slot_of(v) for v in batch.ips],
+        ]
+        for kind in kinds.values():
+            kind.ensure_capacity()
+        self.extras.resize(kinds["account"].capacity)
+        countries = self.countries
+        country_ids = [countries.setdefault(c, len(countries)) for c in batch.countries]
+        accounts, _cards, merchants, devices, ips = slot_columns
+        apply = batch.apply
+        times = batch.times
+        prev_merchant = self._pair_times("merchant", accounts, merchants, times, apply)
+        prev_country = self._pair_times("country", accounts, country_ids, times, apply)
+        prev_device = self._pair_times("device", accounts, devices, times, apply)
+        prev_ip = self._pair_times("ip", accounts, ips, times, apply)
+
+        t = np.array(times, dtype=np.float64)
+        x = np.array(batch.amounts, dtype=np.float64)
+        ok = np.array(apply, dtype=np.bool_)
+        out[:, 0] = x
+        out[:, 1] = np.floor((t % 86_400.0) / 3_600.0)
+        for index, kind in enumerate(kinds.values()):
+            slots = np.array(slot_columns[index], dtype=np.int64)
+            kernels.entity_windows(
+                t, x, slots, ok, _WIDTHS, _COUNTS, _OFFSETS,
+                kind.ring_id, kind.ring_cnt, kind.ring_sum, kind.ring_sq, kind.ring_max,
+                kind.last_time, kind.hist_n, kind.hist_mean, kind.hist_m2,
+                out, 2 + index * ENTITY_FEATURE_COUNT,
+            )  # fmt: skip
+        account_slots = np.array(accounts, dtype=np.int64)
+        account = kinds["account"]
+        kernels.distinct_24h(
+            t, account_slots, prev_merchant, ok, account.dist_id, account.dist_cnt,
+            out, _DISTINCT_MERCHANTS, _NEW_MERCHANT,
+        )  # fmt: skip
+        extras = self.extras
+        kernels.distinct_24h(
+            t, account_slots, prev_country, ok, extras.country_ring_id, extras.country_ring_cnt,
+            out, _DISTINCT_COUNTRIES, _NEW_COUNTRY,
+        )  # fmt: skip
+        device_slots = np.array(devices, dtype=np.int64)
+        # account_new_device: a pair that exists only when there is a device.
+        kernels.distinct_24h(
+            t, device_slots, prev_device, ok, kinds["device"].dist_id, kinds["device"].dist_cnt,
+            out, _DEVICE_ACCOUNTS, _NEW_DEVICE,
+        )  # fmt: skip
+        kernels.distinct_24h(
+            t, np.array(ips, dtype=np.int64), prev_ip, ok, kinds["ip"].dist_id, kinds["ip"].dist_cnt,
+            out, _IP_ACCOUNTS, -1,
+        )  # fmt: skip
+        lats = np.array([np.nan if v is None else v for v in batch.lats], dtype=np.float64)
+        lons = np.array([np.nan if v is None else v for v in batch.lons], dtype=np.float64)
+        kernels.account_extras(
+            t, x, account_slots, lats, lons, ok,
+            extras.geo_last, extras.hours, extras.recent, extras.recent_n,
+            out, _GEO, _HOUR_TYPICAL, _ROBUST,
+        )  # fmt: skip
+        self.processed += n
+        return out
+
+    def _pair_times(
+        self,
+        name: str,
+        accounts: Sequence[int],
+        partners: Sequence[int],
+        times: Sequence[float],
+        apply: Sequence[bool],
+    ) -> np.ndarray:
+        """Previous sighting of each (account, partner) pair (NaN when new), recording this one."""
+        seen = self.pairs[name]
+        previous = np.full(len(accounts), np.nan)
+        for i, (account, partner) in enumerate(zip(accounts, partners, strict=True)):
+            if partner < 0:
+                continue
+            key = account * _PAIR_SHIFT + partner
+            last = seen.get(key)
+            if last is not None:
+                previous[i] = last
+            if apply[i] and (last is None or times[i] > last):
+                seen[key] = times[i]
+        return previous
+
+    # --- state size and snapshots ---------------------------------------------------------
+
+    def entity_counts(self) -> dict[str, int]:
+        return {name: len(kind.slots) for name, kind in self.kinds.items()}
+
+    def state_bytes(self) -> int:
+        """Bytes held by the live state (arrays at capacity plus an estimate for the dicts)."""
+        arrays = sum(kind.nbytes() for kind in self.kinds.values()) + self.extras.nbytes()
+        slot_maps = sum(len(kind.slots) for kind in self.kinds.values()) * 100
+        pairs = sum(len(pairs) for pairs in self.pairs.values()) * 100
+        return arrays + slot_maps + pairs
+
+    def to_bytes(self) -> bytes:
+        """The whole state, exactly (compressed numpy arrays plus the key maps)."""
+        arrays: dict[str, np.ndarray] = {}
+        names: dict[str, Any] = {
+            "format": _STATE_FORMAT,
+            "feature_set_version": FEATURE_SET_VERSION,
+            "processed": self.processed,
+            "countries": list(self.countries),
+        }
+        for kind_name, kind in self.kinds.items():
+            for name, array in kind.arrays().items():
+                arrays[f"{kind_name}.{name}"] = array
+            names[kind_name] = list(kind.slots)
+        arrays.update(self.extras.arrays(len(self.kinds["account"].slots)))
+        for pair_name, pairs in self.pairs.items():
+            arrays[f"pairs.{pair_name}.keys"] = np.fromiter(pairs.keys(), dtype=np.int64, count=len(pairs))
+            arrays[f"pairs.{pair_name}.times"] = np.fromiter(pairs.values(), dtype=np.float64, count=len(pairs))
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        header = orjson.dumps(names)
+        body = len(header).to_bytes(8, "big") + header + buffer.getvalue()
+        return zlib.compress(body, 1)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> FeatureEngine:
+        """Rebuild an engine from `to_bytes()` output."""
+        body = zlib.decompress(data)
+        size = int.from_bytes(body[:8], "big")
+        names = orjson.loads(body[8 : 8 + size])
+        if names.get("format") != _STATE_FORMAT or names.get("feature_set_version") != FEATURE_SET_VERSION:
+            raise FeaturesError("feature state was written by an incompatible version")
+        with np.load(io.BytesIO(body[8 + size :]), allow_pickle=False) as stored:
+            arrays = {name: stored[name] for name in stored.files}
+        engine = cls()
+        engine.processed = int(names["processed"])
+        engine.countries = {country: index for index, country in enumerate(names["countries"])}
+        for kind_name, kind in engine.kinds.items():
+            prefix = f"{kind_name}."
+            kind.load(
+                {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)},
+                names[kind_name],
+            )
+        engine.extras.load(arrays, engine.kinds["account"].capacity)
+        for pair_name in engine.pairs:
+            keys = arrays[f"pairs.{pair_name}.keys"].tolist()
+            times = arrays[f"pairs.{pair_name}.times"].tolist()
+            engine.pairs[pair_name] = dict(zip(keys, times, strict=True))
+        return engine
