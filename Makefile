@@ -11,7 +11,7 @@ VIGIL        := $(VENV)/bin/vigil
 PY           := $(VENV)/bin/python
 PYTEST_ARGS  ?=
 
-.PHONY: help install stack down demo test lint unit integration format clean
+.PHONY: help install stack down demo test lint unit integration format docs clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ unit: install ## Fast tests that need no stack
 
 test: stack lint ## Install, start the stack, run lint, type checks and every test
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+docs: install ## Regenerate generated documentation (README configuration table)
+	$(PY) scripts/update_readme_config.py
 
 clean: down ## Stop the stack and remove local state (.vigil/)
 	rm -rf .vigil

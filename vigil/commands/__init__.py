@@ -12,7 +12,10 @@ from typing import Final
 
 import click
 
-COMMAND_MODULES: Final[tuple[str, ...]] = ("vigil.commands.detectors",)
+COMMAND_MODULES: Final[tuple[str, ...]] = (
+    "vigil.commands.config",
+    "vigil.commands.detectors",
+)
 
 
 def attach(*, root: click.Group, run: click.Group) -> None:
