@@ -20,6 +20,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -183,10 +184,24 @@ class Stack:
         healthy = open_
         if open_ and http_path:
             healthy = _http_ok(f"http://127.0.0.1:{port}{http_path}")
-        detail = f"pid {pid}, 127.0.0.1:{port}" if pid else f"not started by this stack (port {port} "
-        if not pid:
-            detail += "in use)" if open_ else "free)"
-        return ComponentStatus(name, pid is not None, pid is not None and healthy, detail)
+        if pid:
+            detail = f"pid {pid}, 127.0.0.1:{port}"
+        elif healthy:
+            detail = f"external: 127.0.0.1:{port} answers but was not started by this checkout (reused, never stopped)"
+        else:
+            detail = f"stopped (port {port} {'in use' if open_ else 'free'})"
+        return ComponentStatus(name, pid is not None or healthy, healthy, detail)
+
+    def _reuse(self, what: str, port: int, healthy: Callable[[], bool]) -> bool:
+        """True when another checkout's healthy component already serves the port (we reuse, never stop it)."""
+        if not _port_open(port):
+            return False
+        if healthy():
+            log.warning(
+                "reusing the %s already on 127.0.0.1:%d (started elsewhere; `down` will not stop it)", what, port
+            )
+            return True
+        raise StackError(f"port {port} is taken by something that is not a healthy {what}")
 
     # -- PostgreSQL -----------------------------------------------------------------------
 
@@ -225,10 +240,8 @@ class Stack:
 
     def _start_postgres(self) -> None:
         self._ensure_postgres_installed()
-        if self._pg_pid() is not None:
+        if self._pg_pid() is not None or self._reuse("PostgreSQL", PG_PORT, _postgres_answers):
             return
-        if _port_open(PG_PORT):
-            raise StackError(f"port {PG_PORT} is taken by a process this stack did not start")
         pg_root = self._pg_data.parent
         socket_dir = pg_root / "socket"
         socket_dir.mkdir(parents=True, exist_ok=True)
@@ -424,10 +437,12 @@ class Stack:
         return properties
 
     def _start_kafka(self) -> None:
-        if self._read_pid("kafka") is not None:
+        if self._read_pid("kafka") is not None or self._reuse("Kafka", KAFKA_PORT, self._kafka_ready):
+            from core.kafka import ensure_topics
+            from core.topics import STREAM_TOPICS
+
+            ensure_topics(self.settings, STREAM_TOPICS)
             return
-        if _port_open(KAFKA_PORT):
-            raise StackError(f"port {KAFKA_PORT} is taken by a process this stack did not start")
         libs = self.kafka_libs()
         properties = self._kafka_config()
         self._spawn(
@@ -467,10 +482,9 @@ class Stack:
     # -- MLflow ---------------------------------------------------------------------------
 
     def _start_mlflow(self) -> None:
-        if self._read_pid("mlflow") is not None:
+        mlflow_up = lambda: _http_ok(f"http://127.0.0.1:{MLFLOW_PORT}/health")  # noqa: E731
+        if self._read_pid("mlflow") is not None or self._reuse("MLflow", MLFLOW_PORT, mlflow_up):
             return
-        if _port_open(MLFLOW_PORT):
-            raise StackError(f"port {MLFLOW_PORT} is taken by a process this stack did not start")
         artifacts = self.root / "mlflow" / "artifacts"
         artifacts.mkdir(parents=True, exist_ok=True)
         mlflow = Path(sys.executable).with_name("mlflow")
@@ -499,6 +513,18 @@ class Stack:
             timeout=180,
             log_file=self.logs / "mlflow.log",
         )
+
+
+def _postgres_answers() -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(
+            host="127.0.0.1", port=PG_PORT, user=DB_USER, password=DB_PASSWORD, dbname="vigil", connect_timeout=2
+        ) as connection:
+            return connection.execute("SELECT 1").fetchone() == (1,)
+    except psycopg.Error:
+        return False
 
 
 def _http_ok(url: str) -> bool:
