@@ -21,7 +21,7 @@ $(POETRY_VENV)/bin/poetry:
 	$(POETRY_VENV)/bin/pip install -q "poetry==$(POETRY_VER)"
 
 $(VENV)/.installed: pyproject.toml poetry.lock | $(POETRY_VENV)/bin/poetry
-	$(POETRY) install --no-interaction --sync
+	$(POETRY) sync --no-interaction
 	touch $@
 
 install: $(VENV)/.installed ## Install Poetry (if missing) and the locked Python environment

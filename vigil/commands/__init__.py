@@ -13,7 +13,9 @@ from typing import Final
 import click
 
 COMMAND_MODULES: Final[tuple[str, ...]] = (
+    "vigil.commands.alerting",
     "vigil.commands.config",
+    "vigil.commands.demo",
     "vigil.commands.detectors",
 )
 

@@ -1,0 +1,139 @@
+"""`vigil run all` (every service in one terminal) and `vigil demo` (the whole product with live traffic)."""
+
+from __future__ import annotations
+
+import time
+from typing import Final
+
+import click
+
+from core.settings import Settings
+
+# Stream services in pipeline order; the API last so its readiness means the rest is starting.
+SERVICES: Final = ("ingest", "features", "detect-statistical", "detect-rules", "detect-ml", "alerting", "api")
+JOBS: Final = {"aggregate-check": ["--every", "3600"]}
+
+
+def _settings(ctx: click.Context) -> Settings:
+    settings = ctx.find_object(Settings)
+    assert settings is not None
+    return settings
+
+
+def _available(ctx: click.Context) -> list[str]:
+    run = ctx.find_root().command
+    assert isinstance(run, click.Group)
+    group = run.commands["run"]
+    assert isinstance(group, click.Group)
+    return list(group.commands)
+
+
+def _service_plan(ctx: click.Context) -> list[tuple[str, list[str]]]:
+    from vigil.supervisor import vigil_argv
+
+    available = set(_available(ctx))
+    plan: list[tuple[str, list[str]]] = [(name, vigil_argv("run", name)) for name in SERVICES if name in available]
+    plan += [(name, vigil_argv("run", name, *args)) for name, args in JOBS.items() if name in available]
+    return plan
+
+
+@click.command("all")
+@click.pass_context
+def run_all(ctx: click.Context) -> None:
+    """Run every service as a child process; Ctrl-C or SIGTERM stops them all within 10 s."""
+    from core.logging import configure_logging
+    from vigil.supervisor import supervise
+
+    settings = _settings(ctx)
+    configure_logging(service="supervisor", level=settings.log_level, fmt="text")
+    plan = _service_plan(ctx)
+    click.echo("starting: " + ", ".join(name for name, _ in plan))
+    supervise(plan, log_dir=settings.state_dir / "logs" / "services")
+
+
+@click.command("demo")
+@click.option("--rate", default=50, show_default=True, type=click.IntRange(1, 50_000), help="Live tx/s.")
+@click.option(
+    "--history-days",
+    default=14,
+    show_default=True,
+    type=click.IntRange(0, 60),
+    help="Days of back-dated traffic streamed first, so entities have history.",
+)
+@click.option("--accounts", default=2000, show_default=True, type=click.IntRange(10, 1_000_000))
+@click.option("--merchants", default=200, show_default=True, type=click.IntRange(5, 100_000))
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.pass_context
+def demo(ctx: click.Context, rate: int, history_days: int, accounts: int, merchants: int, seed: int) -> None:
+    """Seed demo users and rules, start every service, stream synthetic traffic, serve the dashboard."""
+    from datetime import UTC, datetime, timedelta
+
+    from core.logging import configure_logging
+    from vigil.demo import prepare_demo
+    from vigil.supervisor import supervise, vigil_argv
+
+    settings = _settings(ctx)
+    configure_logging(service="demo", level=settings.log_level, fmt="text")
+    credentials = prepare_demo(settings=settings)
+    plan = _service_plan(ctx)
+    available = set(_available(ctx))
+    common = ["--accounts", str(accounts), "--merchants", str(merchants), "--to", "kafka"]
+    if "generate" in ctx.find_root().command.commands:  # type: ignore[attr-defined]
+        if history_days:
+            start = (datetime.now(UTC) - timedelta(days=history_days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            per_day = max(accounts * 2, 2000)
+            plan.append(
+                (
+                    "generate-history",
+                    vigil_argv(
+                        "generate",
+                        *common,
+                        "--seed",
+                        str(seed),
+                        "--start",
+                        start,
+                        "--rate",
+                        str(per_day * history_days // 60 or 1),
+                        "--duration",
+                        "60",
+                        "--fraud-rate",
+                        "0.01",
+                        "--event-rate",
+                        str(per_day / 86_400),
+                    ),
+                )
+            )
+        plan.append(
+            (
+                "generate-live",
+                vigil_argv(
+                    "generate",
+                    *common,
+                    "--seed",
+                    str(seed + 1),
+                    "--rate",
+                    str(rate),
+                    "--duration",
+                    "0",
+                    "--fraud-rate",
+                    "0.02",
+                ),
+            )
+        )
+    click.echo(f"starting: {', '.join(name for name, _ in plan)}")
+    missing = [name for name in SERVICES if name not in available]
+    if missing:
+        click.echo(f"not available in this build: {', '.join(missing)}")
+    click.echo("")
+    click.echo(f"  Dashboard: {settings.public_url}")
+    for role, (user, password) in credentials.items():
+        click.echo(f"  {role:<8} {user} / {password}")
+    click.echo(f"  Logs:      {settings.state_dir / 'logs' / 'services'}/")
+    click.echo("  Stop:      Ctrl-C")
+    started = time.monotonic()
+    supervise(plan, log_dir=settings.state_dir / "logs" / "services")
+    click.echo(f"demo stopped after {time.monotonic() - started:.0f}s")
+
+
+run_commands = [run_all]
+commands = [demo]
