@@ -166,9 +166,7 @@ class Transaction(BaseModel):
         scale = -exponent if isinstance(exponent, int) and exponent < 0 else 0
         allowed = currency_minor_units(self.currency)
         if scale > allowed:
-            raise ValueError(
-                f"amount {self.amount} has {scale} decimals but {self.currency} allows {allowed}"
-            )
+            raise ValueError(f"amount {self.amount} has {scale} decimals but {self.currency} allows {allowed}")
         if (self.lat is None) != (self.lon is None):
             raise ValueError("lat and lon must be given together")
         return self

@@ -174,9 +174,7 @@ def header_pairs(message: Message) -> tuple[tuple[str, bytes], ...]:
     """A message's headers as (name, bytes) pairs, whatever form the client returned."""
     raw = message.headers() or ()
     items = raw.items() if isinstance(raw, dict) else raw
-    return tuple(
-        (name, value.encode() if isinstance(value, str) else (value or b"")) for name, value in items
-    )
+    return tuple((name, value.encode() if isinstance(value, str) else (value or b"")) for name, value in items)
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,14 +377,10 @@ class BatchLoop:
             self._consumer.commit(offsets=offsets_after(messages), asynchronous=False)
         except KafkaException as exc:
             # Lost the partitions in a rebalance: the new owner replays; effects are idempotent.
-            log.warning(
-                "commit failed; batch will be replayed by the partition owner", extra={"error": str(exc)}
-            )
+            log.warning("commit failed; batch will be replayed by the partition owner", extra={"error": str(exc)})
 
 
-def read_all(
-    settings: Settings, topic: str, *, timeout: float = 10.0, group_id: str | None = None
-) -> list[Message]:
+def read_all(settings: Settings, topic: str, *, timeout: float = 10.0, group_id: str | None = None) -> list[Message]:
     """Read a whole topic from the beginning without committing (inspection and tests)."""
     consumer = make_consumer(settings, group_id=group_id or f"vigil-reader-{time.time_ns()}")
     try:

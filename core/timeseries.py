@@ -52,9 +52,7 @@ def finish_time_series(
     if has_timescaledb(connection):
         connection.execute(text("CREATE EXTENSION IF NOT EXISTS timescaledb"))
         connection.execute(
-            text(
-                f"SELECT create_hypertable('{table.name}', by_range('{table.time_column}', INTERVAL '1 day'))"
-            )
+            text(f"SELECT create_hypertable('{table.name}', by_range('{table.time_column}', INTERVAL '1 day'))")
         )
         connection.execute(
             text(
@@ -63,13 +61,9 @@ def finish_time_series(
             )
         )
         connection.execute(text(f"SELECT add_compression_policy('{table.name}', INTERVAL '7 days')"))
-        connection.execute(
-            text(f"SELECT add_retention_policy('{table.name}', INTERVAL '{int(retention_days)} days')")
-        )
+        connection.execute(text(f"SELECT add_retention_policy('{table.name}', INTERVAL '{int(retention_days)} days')"))
         return "timescaledb"
-    connection.execute(
-        text(f"CREATE TABLE IF NOT EXISTS {table.name}_default PARTITION OF {table.name} DEFAULT")
-    )
+    connection.execute(text(f"CREATE TABLE IF NOT EXISTS {table.name}_default PARTITION OF {table.name} DEFAULT"))
     ensure_partitions(connection, table)
     return "native"
 
@@ -112,9 +106,7 @@ def ensure_partitions(
         if name in existing:
             continue
         # A row already in DEFAULT for this range would block the new partition; move it there.
-        connection.execute(
-            text(f"CREATE TABLE {name} (LIKE {table.name} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
-        )
+        connection.execute(text(f"CREATE TABLE {name} (LIKE {table.name} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"))
         moved = connection.execute(
             text(
                 f"WITH moved AS (DELETE FROM {table.name}_default WHERE {table.time_column} >= :lo "
@@ -165,7 +157,5 @@ def maintain(connection: Connection, *, retention_days: int = RETENTION_DAYS_DEF
     report: dict[str, list[str]] = {}
     for table in TIME_SERIES_TABLES:
         report[f"{table.name}:created"] = ensure_partitions(connection, table)
-        report[f"{table.name}:dropped"] = drop_expired_partitions(
-            connection, table, retention_days=retention_days
-        )
+        report[f"{table.name}:dropped"] = drop_expired_partitions(connection, table, retention_days=retention_days)
     return report

@@ -92,8 +92,7 @@ def stack_status(ctx: click.Context, as_json: bool) -> None:
     status = Stack(_settings(ctx)).status()
     if as_json:
         rows = [
-            {"name": c.name, "running": c.running, "healthy": c.healthy, "detail": c.detail}
-            for c in status.components
+            {"name": c.name, "running": c.running, "healthy": c.healthy, "detail": c.detail} for c in status.components
         ]
         click.echo(json.dumps(rows))
     else:

@@ -58,9 +58,7 @@ def transactions(draw: st.DrawFn) -> dict[str, Any]:
         channel=draw(st.sampled_from(list(Channel))).value,
         country=draw(st.sampled_from(["DE", "US", "JP", "KW", "gb"])),
         occurred_at=draw(
-            st.datetimes(
-                min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
-            )
+            st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC))
         ).isoformat(),
         lat=lat,
         lon=None if lat is None else draw(st.floats(min_value=-180, max_value=180)),
@@ -120,9 +118,7 @@ def test_currency_scale_follows_iso_4217() -> None:
     assert Transaction.model_validate(valid_payload(amount="1500", currency="JPY")).amount == 1500
     with pytest.raises(ValidationError):
         Transaction.model_validate(valid_payload(amount="15.5", currency="JPY"))
-    assert Transaction.model_validate(valid_payload(amount="1.125", currency="KWD")).amount == Decimal(
-        "1.125"
-    )
+    assert Transaction.model_validate(valid_payload(amount="1.125", currency="KWD")).amount == Decimal("1.125")
 
 
 def test_anomaly_ids_are_deterministic_per_natural_key() -> None:

@@ -33,10 +33,7 @@ def test_time_series_tables_are_partitioned_natively_without_timescaledb(db: Eng
     with db.connect() as connection:
         modes: dict[str, str] = dict(
             connection.execute(
-                text(
-                    "SELECT c.relname, p.partstrat FROM pg_partitioned_table p "
-                    "JOIN pg_class c ON c.oid = p.partrelid"
-                )
+                text("SELECT c.relname, p.partstrat FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid")
             ).all()
         )
         assert modes == {"transactions": "r", "anomalies": "r"}
@@ -58,9 +55,7 @@ def test_partitions_move_rows_out_of_default_and_expire(db: Engine) -> None:
     row = Transaction.model_validate(valid_payload(transaction_id="old", occurred_at=old.isoformat()))
     with db.begin() as connection:
         connection.execute(schema.transactions.insert().values(**_tx_row(row)))
-        created = ensure_partitions(
-            connection, table, today=date(2019, 3, 20), months_behind=0, months_ahead=0
-        )
+        created = ensure_partitions(connection, table, today=date(2019, 3, 20), months_behind=0, months_ahead=0)
         assert created == ["transactions_201903"]
         in_partition = connection.execute(text("SELECT count(*) FROM transactions_201903")).scalar()
         assert in_partition == 1
@@ -72,9 +67,7 @@ def test_partitions_move_rows_out_of_default_and_expire(db: Engine) -> None:
 def test_audit_log_is_append_only(db: Engine) -> None:
     with db.begin() as connection:
         connection.execute(
-            schema.audit_log.insert().values(
-                actor="alice", action="case.update", object_type="case", object_id="1"
-            )
+            schema.audit_log.insert().values(actor="alice", action="case.update", object_type="case", object_id="1")
         )
     with pytest.raises(Exception, match="append-only"), db.begin() as connection:
         connection.execute(text("UPDATE audit_log SET actor = 'mallory'"))
@@ -124,9 +117,7 @@ def _vectors(amounts: list[str]) -> list[FeatureVector]:
 
 def test_thresholds_split_severity_bands() -> None:
     batch = FeatureBatch(_vectors(["100", "600", "900", "5"]))
-    anomalies = detect(
-        detectors=[AmountDetector()], batch=batch, thresholds=Thresholds(warning=50, critical=80)
-    )
+    anomalies = detect(detectors=[AmountDetector()], batch=batch, thresholds=Thresholds(warning=50, critical=80))
     assert [(a.transaction_id, a.severity) for a in anomalies] == [
         ("tx-1", Severity.WARNING),
         ("tx-2", Severity.CRITICAL),
@@ -150,9 +141,7 @@ def test_writer_is_idempotent_keeps_cases_and_publishes(db: Engine, settings: Se
 
     with db.connect() as connection:
         assert connection.execute(select(func.count()).select_from(schema.anomalies)).scalar() == 3
-        cases = (
-            connection.execute(select(schema.cases).order_by(schema.cases.c.transaction_id)).mappings().all()
-        )
+        cases = connection.execute(select(schema.cases).order_by(schema.cases.c.transaction_id)).mappings().all()
     assert [c["anomaly_count"] for c in cases] == [1, 1, 1], "replays must not inflate case counts"
     assert [c["max_severity"] for c in cases] == ["warning", "critical", "critical"]
 
@@ -168,11 +157,7 @@ def test_writer_is_idempotent_keeps_cases_and_publishes(db: Engine, settings: Se
     )
     assert writer.write([second]) == 1
     with db.connect() as connection:
-        case = (
-            connection.execute(select(schema.cases).where(schema.cases.c.transaction_id == "tx-0"))
-            .mappings()
-            .one()
-        )
+        case = connection.execute(select(schema.cases).where(schema.cases.c.transaction_id == "tx-0")).mappings().one()
     assert (case["anomaly_count"], case["max_severity"], case["max_score"]) == (2, "critical", 99.0)
 
     published = read_all(settings, settings.topic(ANOMALIES))
@@ -183,12 +168,10 @@ def test_writer_is_idempotent_keeps_cases_and_publishes(db: Engine, settings: Se
 
 def test_entity_and_amount_are_stored(db: Engine, settings: Settings) -> None:
     ensure_topics(settings, STREAM_TOPICS)
-    anomalies = detect(
-        detectors=[AmountDetector()], batch=FeatureBatch(_vectors(["777.77"])), thresholds=Thresholds()
+    anomalies = detect(detectors=[AmountDetector()], batch=FeatureBatch(_vectors(["777.77"])), thresholds=Thresholds())
+    AnomalyWriter(engine=db, producer=DeliveringProducer(settings, service="t"), settings=settings, service="t").write(
+        anomalies
     )
-    AnomalyWriter(
-        engine=db, producer=DeliveringProducer(settings, service="t"), settings=settings, service="t"
-    ).write(anomalies)
     with db.connect() as connection:
         row = connection.execute(select(schema.anomalies)).mappings().one()
     assert row["entity_type"] == EntityType.ACCOUNT.value
