@@ -34,6 +34,9 @@ MetricName = Literal[
     "vigil_consumer_lag",
     "vigil_http_requests_total",
     "vigil_http_request_duration_seconds",
+    "vigil_features_late_total",
+    "vigil_features_buffered",
+    "vigil_features_entities",
 ]
 
 _LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -103,6 +106,13 @@ HTTP_DURATION: Final = Histogram(
     ["method", "route"],
     buckets=_LATENCY_BUCKETS,
 )
+
+
+FEATURES_LATE: Final = Counter(
+    "vigil_features_late", "Transactions beyond the allowed lateness (flagged late, not folded into state)."
+)
+FEATURES_BUFFERED: Final = Gauge("vigil_features_buffered", "Transactions waiting for the event-time watermark.")
+FEATURES_ENTITIES: Final = Gauge("vigil_features_entities", "Entities held in feature state.", ["kind"])
 
 
 class Health:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     DateTime,
     Double,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     PrimaryKeyConstraint,
@@ -224,4 +225,21 @@ notifications: Final = Table(
     _tstz("created_at", default_now=True),
     _tstz("last_attempt_at", nullable=True),
     _tstz("sent_at", nullable=True),
+)
+
+# --- features (owned by features/) -----------------------------------------------------------
+
+feature_snapshots: Final = Table(
+    "feature_snapshots",
+    metadata,
+    Column("snapshot_id", BigInteger, primary_key=True, autoincrement=True),
+    # Full name of the input topic (prefix included): one stream's snapshots never mix with another's.
+    Column("source_topic", String(255), nullable=False),
+    Column("owner", String(32), nullable=False),  # "<replica index>/<replica count>"
+    Column("owned", ARRAY(Integer), nullable=False),  # input partitions this replica emits for
+    Column("processed", BigInteger, nullable=False),  # events applied: progress, equal across replicas
+    Column("output_offsets", JSONB, nullable=False),  # tx.features log end per partition at snapshot time
+    Column("feature_set_version", Integer, nullable=False),
+    Column("state", LargeBinary, nullable=False),  # engine + sequencer, exact
+    _tstz("created_at", default_now=True),
 )

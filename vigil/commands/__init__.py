@@ -17,6 +17,7 @@ COMMAND_MODULES: Final[tuple[str, ...]] = (
     "vigil.commands.config",
     "vigil.commands.demo",
     "vigil.commands.detectors",
+    "vigil.commands.features",
 )
 
 

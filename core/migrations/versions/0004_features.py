@@ -1,4 +1,4 @@
-"""Schema owned by features (feature state snapshots, if any).
+"""Schema owned by features: feature state snapshots stored with their offsets.
 
 Revision ID: 0004
 Revises: 0003
@@ -7,6 +7,10 @@ Create Date: 2026-11-23
 
 from __future__ import annotations
 
+from alembic import op
+
+from core.schema import metadata
+
 revision = "0004"
 down_revision = "0003"
 branch_labels = None
@@ -14,8 +18,11 @@ depends_on = None
 
 
 def upgrade() -> None:
-    """Nothing yet: this area adds its tables here when it needs them."""
+    metadata.create_all(op.get_bind(), tables=[metadata.tables["feature_snapshots"]])
+    op.create_index(
+        "feature_snapshots_lookup", "feature_snapshots", ["source_topic", "feature_set_version", "snapshot_id"]
+    )
 
 
 def downgrade() -> None:
-    """Nothing to undo."""
+    op.execute("DROP TABLE IF EXISTS feature_snapshots CASCADE")

@@ -1,0 +1,356 @@
+"""`vigil run features`: tx.valid -> FeatureVector on tx.features, with snapshots for restarts.
+
+Design (docs/adr/0002-feature-state-and-partitioning.md): every replica reads
+*every* partition of tx.valid and keeps the whole feature state, so merchant,
+device and ip features see all their transactions whatever the partitioning;
+the deterministic sequencer makes that state identical on every replica. Each
+replica *emits* only for the partitions it owns (partition % replicas == index).
+
+Checkpoint order: flush the producer (outputs durable) -> write the snapshot
+(state + input offsets + output log ends) to PostgreSQL. A restart restores the
+snapshot, re-reads the input from its offsets and suppresses the outputs that
+already reached tx.features after it (found by reading the output topic back),
+so a kill -9 produces neither gaps nor duplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from sqlalchemy import Engine
+
+from core import metrics
+from core.kafka import DeadLetter, DeliveringProducer, make_consumer, send_dead_letters
+from core.kafka import StopFlag as StopFlag
+from core.settings import Settings
+from core.topics import TX_FEATURES, TX_VALID
+from features.codec import MalformedTransaction, Tx, decode_transaction, encode_vectors
+from features.engine import Batch, FeatureEngine
+from features.errors import FeaturesError
+from features.ordering import Sequencer
+from features.store import SnapshotStore, choose_snapshot
+
+log = logging.getLogger(__name__)
+
+SERVICE: Final = "features"
+SOURCE_PARTITION_HEADER: Final = "vigil.features.source.partition"
+SOURCE_OFFSET_HEADER: Final = "vigil.features.source.offset"
+_WATERMARK_REFRESH_SECONDS: Final = 1.0
+_METADATA_TIMEOUT: Final = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class StageOptions:
+    """Knobs of the online stage (CLI options; defaults documented in docs/features.md)."""
+
+    replica_index: int = 0
+    replicas: int = 1
+    allowed_lateness: float = 10.0
+    idle_seconds: float = 2.0
+    snapshot_interval: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.replica_index < self.replicas:
+            raise FeaturesError(f"replica index {self.replica_index} is not in 0..{self.replicas - 1}")
+        if self.allowed_lateness < 0 or self.idle_seconds <= 0 or self.snapshot_interval <= 0:
+            raise FeaturesError("allowed lateness must be >= 0, idle and snapshot intervals > 0")
+
+    @property
+    def owner(self) -> str:
+        return f"{self.replica_index}/{self.replicas}"
+
+
+def _encode_item(tx: Tx) -> str:
+    return tx.raw.decode()
+
+
+def _decode_item(raw: str) -> Tx:
+    return decode_transaction(raw.encode())
+
+
+def pack_state(engine: FeatureEngine, sequencer: Sequencer[Tx]) -> bytes:
+    """Engine and sequencer in one blob (both exact)."""
+    engine_bytes = engine.to_bytes()
+    ordering = zlib.compress(orjson.dumps(sequencer.state(_encode_item)), 1)
+    return len(engine_bytes).to_bytes(8, "big") + engine_bytes + ordering
+
+
+def unpack_state(blob: bytes, *, partitions: Iterable[int]) -> tuple[FeatureEngine, Sequencer[Tx]]:
+    size = int.from_bytes(blob[:8], "big")
+    engine = FeatureEngine.from_bytes(blob[8 : 8 + size])
+    state = orjson.loads(zlib.decompress(blob[8 + size :]))
+    return engine, Sequencer.from_state(state, _decode_item, partitions=partitions)
+
+
+class FeatureStage:
+    """The online features stage: one instance per process."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        options: StageOptions,
+        database: Engine,
+        stop: StopFlag,
+        health: metrics.Health | None = None,
+    ) -> None:
+        self._settings = settings
+        self._options = options
+        self._stop = stop
+        self._health = health or metrics.Health()
+        self._source = settings.topic(TX_VALID)
+        self._target = settings.topic(TX_FEATURES)
+        self._store = SnapshotStore(database, source_topic=self._source)
+        self._reader: Consumer = make_consumer(settings, group_id=f"{settings.topic('vigil-features')}-reader")
+        self._producer = DeliveringProducer(settings, service=SERVICE)
+        self._partitions: list[int] = []
+        self._output_partitions: list[int] = []
+        self._owned: tuple[int, ...] = ()
+        self._engine = FeatureEngine()
+        self._sequencer: Sequencer[Tx] = Sequencer(partitions=(), allowed_lateness=options.allowed_lateness)
+        self._suppress: dict[int, set[int]] = {}
+        self._last_seen: dict[int, float] = {}
+        self._high: dict[int, tuple[int, int]] = {}
+        self._high_refreshed = 0.0
+        self._last_snapshot = time.monotonic()
+        self.emitted = 0
+
+    # --- start-up ------------------------------------------------------------------------
+
+    def _discover(self) -> None:
+        topics = self._reader.list_topics(timeout=_METADATA_TIMEOUT).topics
+        for name in (self._source, self._target):
+            if name not in topics or topics[name].error is not None:
+                raise FeaturesError(f"topic {name!r} does not exist; create the stream topics first")
+        self._partitions = sorted(topics[self._source].partitions)
+        self._output_partitions = sorted(topics[self._target].partitions)
+        self._owned = tuple(p for p in self._partitions if p % self._options.replicas == self._options.replica_index)
+
+    def _restore(self) -> None:
+        chosen = choose_snapshot(self._store.list(), owner=self._options.owner, owned=self._owned)
+        if chosen is None:
+            log.info("no snapshot: starting from the beginning of the input", extra={"owned": self._owned})
+            self._engine = FeatureEngine()
+            self._sequencer = Sequencer(partitions=self._partitions, allowed_lateness=self._options.allowed_lateness)
+            scan_from: dict[int, int] = {}
+        else:
+            blob = self._store.load_state(chosen.snapshot_id)
+            self._engine, self._sequencer = unpack_state(blob, partitions=self._partitions)
+            if self._sequencer.allowed_lateness != self._options.allowed_lateness:
+                log.warning("allowed lateness differs from the snapshot's; keeping the snapshot's")
+            scan_from = chosen.output_offsets
+            log.info(
+                "restored snapshot",
+                extra={"snapshot_id": chosen.snapshot_id, "processed": chosen.processed, "owner": chosen.owner},
+            )
+        self._suppress = self._already_emitted(scan_from)
+        assignment = []
+        for partition in self._partitions:
+            progress = self._sequencer.partitions[partition]
+            offset = progress.next_offset if progress.next_offset >= 0 else OFFSET_BEGINNING
+            assignment.append(TopicPartition(self._source, partition, offset))
+        self._reader.assign(assignment)
+        now = time.monotonic()
+        self._last_seen = dict.fromkeys(self._partitions, now)
+
+    def _already_emitted(self, scan_from: dict[int, int]) -> dict[int, set[int]]:
+        """Source offsets of our partitions already on tx.features after the snapshot (not to repeat)."""
+        emitted: dict[int, set[int]] = {p: set() for p in self._owned}
+        reader = make_consumer(self._settings, group_id=f"{self._settings.topic('vigil-features')}-scan")
+        try:
+            ranges = {}
+            for partition in self._output_partitions:
+                low, high = reader.get_watermark_offsets(
+                    TopicPartition(self._target, partition), timeout=_METADATA_TIMEOUT
+                )
+                start = max(scan_from.get(partition, low), low)
+                if high > start:
+                    ranges[partition] = (start, high)
+            if not ranges:
+                return emitted
+            reader.assign([TopicPartition(self._target, p, start) for p, (start, _) in ranges.items()])
+            remaining = dict(ranges)
+            deadline = time.monotonic() + 120.0
+            while remaining and time.monotonic() < deadline:
+                for message in reader.consume(num_messages=10_000, timeout=0.5):
+                    if message.error() is not None:
+                        continue
+                    partition = message.partition() or 0
+                    headers = dict(message.headers() or ())
+                    source = headers.get(SOURCE_PARTITION_HEADER)
+                    offset = headers.get(SOURCE_OFFSET_HEADER)
+                    if source is not None and offset is not None and int(source) in emitted:
+                        emitted[int(source)].add(int(offset))
+                    if (message.offset() or 0) + 1 >= remaining.get(partition, (0, 0))[1]:
+                        remaining.pop(partition, None)
+            if remaining:
+                raise FeaturesError(f"could not read back tx.features partitions {sorted(remaining)}")
+        finally:
+            reader.close()
+        log.info("outputs already emitted after the snapshot", extra={"count": sum(map(len, emitted.values()))})
+        return emitted
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Run until the stop flag is set; always flushes, snapshots and closes."""
+        self._discover()
+        self._restore()
+        self._health.set_ready(True)
+        clean = False
+        try:
+            while not self._stop.is_set:
+                self._health.tick()
+                self.step()
+            clean = True
+        finally:
+            self._health.set_ready(False)
+            try:
+                if clean:
+                    self._snapshot()
+            finally:
+                self._reader.close()
+            log.info("stopped cleanly" if clean else "stopped on error", extra={"service": SERVICE})
+
+    def step(self) -> None:
+        """Consume one micro-batch, release what the watermark allows, emit, maybe snapshot."""
+        settings = self._settings
+        messages = self._reader.consume(num_messages=settings.batch_size, timeout=settings.batch_timeout_ms / 1000)
+        now = time.monotonic()
+        sequencer = self._sequencer
+        owned = self._owned
+        late: list[tuple[int, int, Tx]] = []
+        dead: list[DeadLetter] = []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                log.warning("consume error", extra={"error": error.str()})
+                continue
+            partition = message.partition() or 0
+            offset = message.offset() or 0
+            self._last_seen[partition] = now
+            try:
+                tx = decode_transaction(message.value() or b"")
+            except MalformedTransaction as exc:
+                sequencer.skip(partition=partition, offset=offset)
+                if partition in owned:  # only the owner dead-letters, so replicas do not repeat it
+                    dead.append(DeadLetter.of(message, reason=exc.reason, detail=exc.detail))
+                continue
+            if sequencer.offer(
+                partition=partition, offset=offset, time=tx.time, transaction_id=tx.transaction_id, item=tx
+            ):
+                late.append((partition, offset, tx))
+        if messages:
+            metrics.MESSAGES_CONSUMED.labels(SERVICE, self._source).inc(len(messages))
+        released = sequencer.release(self._idle(now))
+        self._process([(e.partition, e.offset, e.item) for e in released], late)
+        if dead:
+            send_dead_letters(self._producer, settings, dead, service=SERVICE)
+        self._producer.poll(0)
+        metrics.FEATURES_BUFFERED.set(len(sequencer))
+        if now - self._last_snapshot >= self._options.snapshot_interval:
+            self._snapshot()
+
+    def _process(self, released: list[tuple[int, int, Tx]], late: list[tuple[int, int, Tx]]) -> None:
+        if not released and not late:
+            return
+        batch = Batch.empty()
+        events = released + late
+        for index, (_, _, tx) in enumerate(events):
+            batch.append(
+                time=tx.time,
+                account=tx.account_id,
+                card=tx.card_id,
+                merchant=tx.merchant_id,
+                device=tx.device_id,
+                ip=tx.ip,
+                country=tx.country,
+                amount=tx.amount,
+                lat=tx.lat,
+                lon=tx.lon,
+                apply=index < len(released),
+            )
+        rows = self._engine.compute(batch)
+        if late:
+            metrics.FEATURES_LATE.inc(len(late))
+        picks = []
+        for index, (partition, offset, _) in enumerate(events):
+            if partition not in self._owned:
+                continue
+            suppress = self._suppress.get(partition)
+            if suppress and offset in suppress:
+                suppress.discard(offset)
+                continue
+            picks.append(index)
+        if not picks:
+            return
+        vectors = encode_vectors(
+            [events[i][2].raw for i in picks], rows[picks], [i >= len(released) for i in picks]
+        )
+        produce = self._producer.produce
+        target = self._target
+        for index, value in zip(picks, vectors, strict=True):
+            partition, offset, tx = events[index]
+            produce(
+                target,
+                value,
+                key=tx.account_id,
+                headers=((SOURCE_PARTITION_HEADER, b"%d" % partition), (SOURCE_OFFSET_HEADER, b"%d" % offset)),
+            )
+        self.emitted += len(picks)
+
+    def _idle(self, now: float) -> list[int]:
+        """Partitions caught up with their log end and silent for `idle_seconds`."""
+        if now - self._high_refreshed >= _WATERMARK_REFRESH_SECONDS:
+            for partition in self._partitions:
+                self._high[partition] = self._reader.get_watermark_offsets(
+                    TopicPartition(self._source, partition), timeout=_METADATA_TIMEOUT, cached=False
+                )
+            self._high_refreshed = now
+        idle = []
+        for partition, progress in self._sequencer.partitions.items():
+            low, high = self._high.get(partition, (0, 1))
+            position = progress.next_offset if progress.next_offset >= 0 else low
+            if position >= high and now - self._last_seen.get(partition, now) >= self._options.idle_seconds:
+                idle.append(partition)
+        return idle
+
+    def _snapshot(self) -> None:
+        started = time.monotonic()
+        self._producer.flush_or_raise()
+        offsets = {}
+        for partition in self._output_partitions:
+            _, high = self._reader.get_watermark_offsets(
+                TopicPartition(self._target, partition), timeout=_METADATA_TIMEOUT, cached=False
+            )
+            offsets[partition] = high
+        snapshot_id = self._store.save(
+            owner=self._options.owner,
+            owned=self._owned,
+            processed=self._engine.processed,
+            output_offsets=offsets,
+            state=pack_state(self._engine, self._sequencer),
+        )
+        self._last_snapshot = time.monotonic()
+        for kind, count in self._engine.entity_counts().items():
+            metrics.FEATURES_ENTITIES.labels(kind).set(count)
+        log.info(
+            "snapshot saved",
+            extra={
+                "snapshot_id": snapshot_id,
+                "processed": self._engine.processed,
+                "seconds": round(self._last_snapshot - started, 3),
+            },
+        )
+
+
+def stats(stage: Any) -> dict[str, int]:
+    """Counters for tests and logs."""
+    return {"emitted": int(stage.emitted)}

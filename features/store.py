@@ -1,0 +1,126 @@
+"""Feature state snapshots in PostgreSQL, stored with the offsets they correspond to.
+
+A snapshot is written only after the producer has flushed, so everything it
+says was emitted is on the broker. Restoring one and re-reading the input from
+its offsets reproduces exactly the state and the output that followed it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from sqlalchemy import Engine, delete, insert, select
+
+from core.schema import feature_snapshots
+from features.registry import FEATURE_SET_VERSION
+
+KEEP_PER_OWNER: Final = 3
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotInfo:
+    """A snapshot's metadata (the state blob is fetched separately: it can be large)."""
+
+    snapshot_id: int
+    owner: str
+    owned: tuple[int, ...]
+    processed: int
+    output_offsets: dict[int, int]
+
+
+class SnapshotStore:
+    """Save, list and load snapshots of one input topic's feature state."""
+
+    def __init__(self, engine: Engine, *, source_topic: str) -> None:
+        self._engine = engine
+        self._topic = source_topic
+
+    def save(
+        self, *, owner: str, owned: tuple[int, ...], processed: int, output_offsets: dict[int, int], state: bytes
+    ) -> int:
+        """Store a snapshot and prune this owner's older ones in the same transaction."""
+        with self._engine.begin() as connection:
+            snapshot_id = connection.execute(
+                insert(feature_snapshots)
+                .values(
+                    source_topic=self._topic,
+                    owner=owner,
+                    owned=list(owned),
+                    processed=processed,
+                    output_offsets={str(k): v for k, v in output_offsets.items()},
+                    feature_set_version=FEATURE_SET_VERSION,
+                    state=state,
+                )
+                .returning(feature_snapshots.c.snapshot_id)
+            ).scalar_one()
+            keep = (
+                select(feature_snapshots.c.snapshot_id)
+                .where(feature_snapshots.c.source_topic == self._topic, feature_snapshots.c.owner == owner)
+                .order_by(feature_snapshots.c.snapshot_id.desc())
+                .limit(KEEP_PER_OWNER)
+            )
+            connection.execute(
+                delete(feature_snapshots).where(
+                    feature_snapshots.c.source_topic == self._topic,
+                    feature_snapshots.c.owner == owner,
+                    feature_snapshots.c.snapshot_id.not_in(keep.scalar_subquery()),
+                )
+            )
+        return int(snapshot_id)
+
+    def list(self) -> list[SnapshotInfo]:
+        """Every stored snapshot of this topic and feature set, newest first."""
+        query = (
+            select(
+                feature_snapshots.c.snapshot_id,
+                feature_snapshots.c.owner,
+                feature_snapshots.c.owned,
+                feature_snapshots.c.processed,
+                feature_snapshots.c.output_offsets,
+            )
+            .where(
+                feature_snapshots.c.source_topic == self._topic,
+                feature_snapshots.c.feature_set_version == FEATURE_SET_VERSION,
+            )
+            .order_by(feature_snapshots.c.snapshot_id.desc())
+        )
+        with self._engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return [
+            SnapshotInfo(
+                snapshot_id=int(row.snapshot_id),
+                owner=str(row.owner),
+                owned=tuple(int(p) for p in row.owned),
+                processed=int(row.processed),
+                output_offsets={int(k): int(v) for k, v in row.output_offsets.items()},
+            )
+            for row in rows
+        ]
+
+    def load_state(self, snapshot_id: int) -> bytes:
+        query = select(feature_snapshots.c.state).where(feature_snapshots.c.snapshot_id == snapshot_id)
+        with self._engine.connect() as connection:
+            return bytes(connection.execute(query).scalar_one())
+
+
+def choose_snapshot(snapshots: list[SnapshotInfo], *, owner: str, owned: tuple[int, ...]) -> SnapshotInfo | None:
+    """The snapshot to resume from (None = start from the beginning of the input).
+
+    Normally this replica's own newest snapshot. After a change of replica count,
+    the least advanced of the newest snapshots of the previous owners of our
+    partitions: every event before it was emitted by its owner, and what they
+    emitted after it is suppressed by reading the output topic (see the ADR).
+    """
+    if not snapshots:
+        return None
+    for info in snapshots:  # newest first
+        if info.owner == owner and set(owned) <= set(info.owned):
+            return info
+    previous_owner: dict[int, SnapshotInfo] = {}
+    for info in snapshots:
+        for partition in info.owned:
+            previous_owner.setdefault(partition, info)
+    if any(partition not in previous_owner for partition in owned):
+        return None
+    return min((previous_owner[p] for p in owned), key=lambda info: info.processed)
