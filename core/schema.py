@@ -225,6 +225,55 @@ notifications: Final = Table(
     _tstz("created_at", default_now=True),
     _tstz("last_attempt_at", nullable=True),
     _tstz("sent_at", nullable=True),
+    # Retry schedule and a delivery lease: a replica that dies mid-send releases the row on expiry.
+    _tstz("next_attempt_at", nullable=True),
+    _tstz("lease_until", nullable=True),
+)
+
+# One row per anomaly (or system alert) the alerting service has seen: the dedup record for
+# replays, and the labels that routing, silences and inhibition match on.
+alerts: Final = Table(
+    "alerts",
+    metadata,
+    Column("alert_id", UUID(as_uuid=True), primary_key=True),  # = anomaly_id for anomaly alerts
+    Column("tenant_id", String(64)),
+    Column("kind", String(10), nullable=False),  # anomaly | system
+    Column("severity", String(8), nullable=False),
+    Column("score", Double, nullable=False),
+    Column("labels", JSONB, nullable=False),
+    Column("summary", JSONB, nullable=False),  # transaction, amount, top reason: what a message shows
+    _tstz("starts_at"),
+    _tstz("ends_at"),  # active until then (anomalies are events: they expire, they do not resolve)
+    _tstz("received_at"),
+)
+
+# Aggregation groups waiting for group_wait / group_interval / repeat_interval (Alertmanager).
+# Persisted so a restart or kill -9 mid-group loses nothing and any replica can flush them.
+alert_groups: Final = Table(
+    "alert_groups",
+    metadata,
+    Column("group_key", String(300), primary_key=True),
+    Column("route_id", String(100), nullable=False),
+    Column("receiver", String(100), nullable=False),
+    Column("tenant_id", String(64)),
+    Column("labels", JSONB, nullable=False),  # the group_by label values
+    Column("group_wait_s", Double, nullable=False),
+    Column("group_interval_s", Double, nullable=False),
+    Column("repeat_interval_s", Double, nullable=False),
+    Column("seq", Integer, nullable=False, server_default=text("0")),  # notifications sent so far
+    _tstz("created_at"),
+    _tstz("next_flush_at"),
+    _tstz("last_notified_at", nullable=True),
+)
+
+alert_group_members: Final = Table(
+    "alert_group_members",
+    metadata,
+    Column("group_key", String(300), nullable=False),
+    Column("alert_id", UUID(as_uuid=True), nullable=False),
+    _tstz("added_at"),
+    Column("notified_seq", Integer),  # the group notification that first carried it; None = pending
+    PrimaryKeyConstraint("group_key", "alert_id", name="alert_group_members_pkey"),
 )
 
 # --- features (owned by features/) -----------------------------------------------------------
