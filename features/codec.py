@@ -18,12 +18,13 @@ import orjson
 
 from core.contracts import SCHEMA_VERSION
 from features.engine import epoch_seconds
+from features.errors import FeaturesError
 from features.registry import FEATURE_NAMES, FEATURE_SET_VERSION
 
 _NAMES: Final = FEATURE_NAMES
 
 
-class MalformedTransaction(ValueError):
+class MalformedTransactionError(ValueError):
     """A `tx.valid` message the features stage cannot use; `reason` is machine-readable."""
 
     def __init__(self, reason: str, detail: str) -> None:
@@ -55,7 +56,7 @@ def _text(data: dict[str, Any], name: str, *, optional: bool = False) -> str | N
     if value is None and optional:
         return None
     if not isinstance(value, str) or not value:
-        raise MalformedTransaction("missing_field" if value is None else "bad_field", f"{name}={value!r}")
+        raise MalformedTransactionError("missing_field" if value is None else "bad_field", f"{name}={value!r}")
     return value
 
 
@@ -64,36 +65,36 @@ def _coordinate(data: dict[str, Any], name: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise MalformedTransaction("bad_field", f"{name}={value!r}")
+        raise MalformedTransactionError("bad_field", f"{name}={value!r}")
     return float(value)
 
 
 def decode_transaction(raw: bytes) -> Tx:
-    """Decode one `tx.valid` value, or raise `MalformedTransaction`."""
+    """Decode one `tx.valid` value, or raise `MalformedTransactionError`."""
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise MalformedTransaction("invalid_json", str(exc)) from None
+        raise MalformedTransactionError("invalid_json", str(exc)) from None
     if not isinstance(data, dict):
-        raise MalformedTransaction("invalid_json", "not a JSON object")
+        raise MalformedTransactionError("invalid_json", "not a JSON object")
     if data.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
-        raise MalformedTransaction("unsupported_schema_version", repr(data.get("schema_version")))
+        raise MalformedTransactionError("unsupported_schema_version", repr(data.get("schema_version")))
     occurred = _text(data, "occurred_at")
     assert occurred is not None
     try:
         moment = datetime.fromisoformat(occurred)
         time = epoch_seconds(moment)
-    except (ValueError, ArithmeticError) as exc:
-        raise MalformedTransaction("bad_field", f"occurred_at={occurred!r}: {exc}") from None
+    except (ValueError, ArithmeticError, FeaturesError) as exc:
+        raise MalformedTransactionError("bad_field", f"occurred_at={occurred!r}: {exc}") from None
     amount_value = data.get("amount")
     if isinstance(amount_value, bool) or not isinstance(amount_value, str | int | float):
-        raise MalformedTransaction("bad_field", f"amount={amount_value!r}")
+        raise MalformedTransactionError("bad_field", f"amount={amount_value!r}")
     try:
         amount = float(amount_value)
     except ValueError:
-        raise MalformedTransaction("bad_field", f"amount={amount_value!r}") from None
+        raise MalformedTransactionError("bad_field", f"amount={amount_value!r}") from None
     if not math.isfinite(amount) or amount <= 0:
-        raise MalformedTransaction("bad_field", f"amount={amount_value!r}")
+        raise MalformedTransactionError("bad_field", f"amount={amount_value!r}")
     lat = _coordinate(data, "lat")
     lon = _coordinate(data, "lon")
     if (lat is None) != (lon is None):

@@ -280,39 +280,92 @@ class FeatureEngine:
         for index, kind in enumerate(kinds.values()):
             slots = np.array(slot_columns[index], dtype=np.int64)
             kernels.entity_windows(
-                t, x, slots, ok, _WIDTHS, _COUNTS, _OFFSETS,
-                kind.ring_id, kind.ring_cnt, kind.ring_sum, kind.ring_sq, kind.ring_max,
-                kind.last_time, kind.hist_n, kind.hist_mean, kind.hist_m2,
-                out, 2 + index * ENTITY_FEATURE_COUNT,
-            )  # fmt: skip
+                t,
+                x,
+                slots,
+                ok,
+                _WIDTHS,
+                _COUNTS,
+                _OFFSETS,
+                kind.ring_id,
+                kind.ring_cnt,
+                kind.ring_sum,
+                kind.ring_sq,
+                kind.ring_max,
+                kind.last_time,
+                kind.hist_n,
+                kind.hist_mean,
+                kind.hist_m2,
+                out,
+                2 + index * ENTITY_FEATURE_COUNT,
+            )
         account_slots = np.array(accounts, dtype=np.int64)
         account = kinds["account"]
         kernels.distinct_24h(
-            t, account_slots, prev_merchant, ok, account.dist_id, account.dist_cnt,
-            out, _DISTINCT_MERCHANTS, _NEW_MERCHANT,
-        )  # fmt: skip
+            t,
+            account_slots,
+            prev_merchant,
+            ok,
+            account.dist_id,
+            account.dist_cnt,
+            out,
+            _DISTINCT_MERCHANTS,
+            _NEW_MERCHANT,
+        )
         extras = self.extras
         kernels.distinct_24h(
-            t, account_slots, prev_country, ok, extras.country_ring_id, extras.country_ring_cnt,
-            out, _DISTINCT_COUNTRIES, _NEW_COUNTRY,
-        )  # fmt: skip
+            t,
+            account_slots,
+            prev_country,
+            ok,
+            extras.country_ring_id,
+            extras.country_ring_cnt,
+            out,
+            _DISTINCT_COUNTRIES,
+            _NEW_COUNTRY,
+        )
         device_slots = np.array(devices, dtype=np.int64)
         # account_new_device: a pair that exists only when there is a device.
         kernels.distinct_24h(
-            t, device_slots, prev_device, ok, kinds["device"].dist_id, kinds["device"].dist_cnt,
-            out, _DEVICE_ACCOUNTS, _NEW_DEVICE,
-        )  # fmt: skip
+            t,
+            device_slots,
+            prev_device,
+            ok,
+            kinds["device"].dist_id,
+            kinds["device"].dist_cnt,
+            out,
+            _DEVICE_ACCOUNTS,
+            _NEW_DEVICE,
+        )
         kernels.distinct_24h(
-            t, np.array(ips, dtype=np.int64), prev_ip, ok, kinds["ip"].dist_id, kinds["ip"].dist_cnt,
-            out, _IP_ACCOUNTS, -1,
-        )  # fmt: skip
+            t,
+            np.array(ips, dtype=np.int64),
+            prev_ip,
+            ok,
+            kinds["ip"].dist_id,
+            kinds["ip"].dist_cnt,
+            out,
+            _IP_ACCOUNTS,
+            -1,
+        )
         lats = np.array([np.nan if v is None else v for v in batch.lats], dtype=np.float64)
         lons = np.array([np.nan if v is None else v for v in batch.lons], dtype=np.float64)
         kernels.account_extras(
-            t, x, account_slots, lats, lons, ok,
-            extras.geo_last, extras.hours, extras.recent, extras.recent_n,
-            out, _GEO, _HOUR_TYPICAL, _ROBUST,
-        )  # fmt: skip
+            t,
+            x,
+            account_slots,
+            lats,
+            lons,
+            ok,
+            extras.geo_last,
+            extras.hours,
+            extras.recent,
+            extras.recent_n,
+            out,
+            _GEO,
+            _HOUR_TYPICAL,
+            _ROBUST,
+        )
         self.processed += n
         return out
 
@@ -368,7 +421,7 @@ class FeatureEngine:
             arrays[f"pairs.{pair_name}.keys"] = np.fromiter(pairs.keys(), dtype=np.int64, count=len(pairs))
             arrays[f"pairs.{pair_name}.times"] = np.fromiter(pairs.values(), dtype=np.float64, count=len(pairs))
         buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
+        np.savez(buffer, allow_pickle=False, **arrays)
         header = orjson.dumps(names)
         body = len(header).to_bytes(8, "big") + header + buffer.getvalue()
         return zlib.compress(body, 1)

@@ -22,7 +22,7 @@ _DAY = 86400.0
 
 
 @njit(cache=True)
-def entity_windows(  # noqa: PLR0913 - a kernel takes its state as arrays
+def entity_windows(
     times: np.ndarray,
     amounts: np.ndarray,
     slots: np.ndarray,
@@ -175,7 +175,7 @@ def distinct_24h(
 
 
 @njit(cache=True)
-def account_extras(  # noqa: PLR0913
+def account_extras(
     times: np.ndarray,
     amounts: np.ndarray,
     slots: np.ndarray,

@@ -107,7 +107,7 @@ def replay(
     input_path: Path,
     output_path: Path,
     chunk_rows: int = CHUNK_ROWS,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> ReplayReport:
     """Compute features for every transaction in `input_path`; write them to `output_path` (Parquet)."""
     import time

@@ -96,7 +96,7 @@ def _entity_specs(kind: str) -> list[FeatureSpec]:
 
 
 # Order matters: the kernels write columns in exactly this order (see features.engine).
-_SPECS: Final[list[FeatureSpec]] = [
+_SPECS: list[FeatureSpec] = [
     FeatureSpec("amount", "currency", "Amount of this transaction in major units of its currency.", "transaction"),
     FeatureSpec("hour_of_day", "hour", "UTC hour of day (0-23) when the payment happened.", "transaction"),
 ]

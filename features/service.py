@@ -20,18 +20,17 @@ import time
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from sqlalchemy import Engine
 
 from core import metrics
-from core.kafka import DeadLetter, DeliveringProducer, make_consumer, send_dead_letters
-from core.kafka import StopFlag as StopFlag
+from core.kafka import DeadLetter, DeliveringProducer, StopFlag, make_consumer, send_dead_letters
 from core.settings import Settings
 from core.topics import TX_FEATURES, TX_VALID
-from features.codec import MalformedTransaction, Tx, decode_transaction, encode_vectors
+from features.codec import MalformedTransactionError, Tx, decode_transaction, encode_vectors
 from features.engine import Batch, FeatureEngine
 from features.errors import FeaturesError
 from features.ordering import Sequencer
@@ -238,7 +237,7 @@ class FeatureStage:
             self._last_seen[partition] = now
             try:
                 tx = decode_transaction(message.value() or b"")
-            except MalformedTransaction as exc:
+            except MalformedTransactionError as exc:
                 sequencer.skip(partition=partition, offset=offset)
                 if partition in owned:  # only the owner dead-letters, so replicas do not repeat it
                     dead.append(DeadLetter.of(message, reason=exc.reason, detail=exc.detail))
@@ -291,9 +290,7 @@ class FeatureStage:
             picks.append(index)
         if not picks:
             return
-        vectors = encode_vectors(
-            [events[i][2].raw for i in picks], rows[picks], [i >= len(released) for i in picks]
-        )
+        vectors = encode_vectors([events[i][2].raw for i in picks], rows[picks], [i >= len(released) for i in picks])
         produce = self._producer.produce
         target = self._target
         for index, value in zip(picks, vectors, strict=True):
@@ -349,8 +346,3 @@ class FeatureStage:
                 "seconds": round(self._last_snapshot - started, 3),
             },
         )
-
-
-def stats(stage: Any) -> dict[str, int]:
-    """Counters for tests and logs."""
-    return {"emitted": int(stage.emitted)}

@@ -1,0 +1,174 @@
+"""The engine against the brute-force reference, and its snapshot/restore exactness."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from features.engine import Batch, FeatureEngine
+from features.registry import FEATURE_NAMES, FEATURES
+from tests.features.reference import Event, reference_features
+
+_GAPS = [
+    0.0,
+    0.5,
+    1.0,
+    59.0,
+    299.0,
+    300.0,
+    1800.0,
+    3599.0,
+    3600.0,
+    4 * 3600.0,
+    86399.0,
+    86400.0,
+    3 * 86400.0,
+    7 * 86400.0,
+    20 * 86400.0,
+    31 * 86400.0,
+]
+
+
+@st.composite
+def event_sequences(draw: st.DrawFn) -> list[Event]:
+    size = draw(st.integers(1, 45))
+    time = 1_767_225_600.0 + draw(st.floats(0, 86_400, allow_nan=False))
+    events = []
+    for _ in range(size):
+        time += draw(st.sampled_from(_GAPS)) + draw(st.sampled_from([0.0, 0.25, 17.0]))
+        located = draw(st.booleans())
+        events.append(
+            Event(
+                time=time,
+                account=draw(st.sampled_from(["a1", "a2", "a3"])),
+                card=draw(st.sampled_from([None, "c1", "c2"])),
+                merchant=draw(st.sampled_from(["m1", "m2", "m3", "m4"])),
+                device=draw(st.sampled_from([None, "d1", "d2"])),
+                ip=draw(st.sampled_from([None, "i1", "i2"])),
+                country=draw(st.sampled_from(["DE", "FR", "US"])),
+                amount=draw(st.sampled_from([0.01, 1.0, 9.99, 10.0, 250.5, 1000.0, 99_999.99]))
+                + draw(st.integers(0, 3)),
+                lat=draw(st.floats(-80, 80)) if located else None,
+                lon=draw(st.floats(-179, 179)) if located else None,
+            )
+        )
+    return events
+
+
+def _batch(events: list[Event], apply: bool = True) -> Batch:
+    batch = Batch.empty()
+    for e in events:
+        batch.append(
+            time=e.time,
+            account=e.account,
+            card=e.card,
+            merchant=e.merchant,
+            device=e.device,
+            ip=e.ip,
+            country=e.country,
+            amount=e.amount,
+            lat=e.lat,
+            lon=e.lon,
+            apply=apply,
+        )
+    return batch
+
+
+def _close(actual: float, expected: float | None, name: str) -> bool:
+    if expected is None:
+        return math.isnan(actual)
+    if math.isnan(actual):
+        return False
+    scale = max(1.0, abs(expected))
+    # Window std comes from sums of squares: a cancellation error of ~1e-8 of the mean is expected.
+    tolerance = 2e-4 * scale if "_std_" in name or "zscore" in name else 1e-9 * scale
+    return abs(actual - expected) <= tolerance
+
+
+@settings(max_examples=150, deadline=None)
+@given(event_sequences())
+def test_engine_matches_brute_force_reference(events: list[Event]) -> None:
+    rows = FeatureEngine().compute(_batch(events))
+    expected = reference_features(events)
+    for index, (row, want) in enumerate(zip(rows, expected, strict=True)):
+        for column, name in enumerate(FEATURE_NAMES):
+            assert _close(float(row[column]), want[name], name), (index, name, float(row[column]), want[name])
+
+
+@settings(max_examples=40, deadline=None)
+@given(event_sequences(), st.integers(1, 44))
+def test_results_do_not_depend_on_batch_boundaries_or_restores(events: list[Event], cut: int) -> None:
+    whole = FeatureEngine().compute(_batch(events))
+    first = FeatureEngine()
+    head = first.compute(_batch(events[:cut]))
+    restored = FeatureEngine.from_bytes(first.to_bytes())
+    tail = restored.compute(_batch(events[cut:]))
+    assert np.array_equal(whole, np.vstack([head, tail]), equal_nan=True)
+
+
+def test_late_events_see_state_but_do_not_change_it() -> None:
+    base = [Event(1_767_225_600.0 + 60 * i, "a1", None, "m1", None, None, "DE", 10.0 + i) for i in range(5)]
+    engine = FeatureEngine()
+    engine.compute(_batch(base))
+    snapshot = engine.to_bytes()
+    late = Event(1_767_225_600.0 + 30, "a1", None, "m9", None, None, "FR", 500.0)
+    row = engine.compute(_batch([late], apply=False))[0]
+    features = dict(zip(FEATURE_NAMES, row.tolist(), strict=True))
+    assert features["account_count_1h"] == 6.0  # the five before, plus itself
+    assert features["account_new_merchant"] == 1.0
+    after = Event(1_767_225_600.0 + 600, "a1", None, "m9", None, None, "FR", 20.0)
+    again = FeatureEngine.from_bytes(snapshot)
+    assert np.array_equal(engine.compute(_batch([after])), again.compute(_batch([after])), equal_nan=True), (
+        "a late event must leave no trace in state"
+    )
+
+
+def test_new_entity_flags_and_none_for_missing_entities() -> None:
+    events = [
+        Event(1_767_225_600.0, "a1", None, "m1", "d1", None, "DE", 10.0),
+        Event(1_767_225_660.0, "a1", None, "m1", "d2", None, "DE", 12.0),
+    ]
+    rows = FeatureEngine().compute(_batch(events))
+    first = dict(zip(FEATURE_NAMES, rows[0].tolist(), strict=True))
+    second = dict(zip(FEATURE_NAMES, rows[1].tolist(), strict=True))
+    assert first["account_new_merchant"] == 1.0 and second["account_new_merchant"] == 0.0
+    assert second["account_new_device"] == 1.0
+    assert math.isnan(first["card_count_1h"]) and math.isnan(first["ip_distinct_accounts_24h"])
+    assert math.isnan(first["account_seconds_since_last"]) and second["account_seconds_since_last"] == 60.0
+    assert second["account_amount_history_count"] == 1.0
+
+
+def test_state_size_is_reported_and_grows_with_entities() -> None:
+    engine = FeatureEngine()
+    before = engine.state_bytes()
+    engine.compute(_batch([Event(1.0e9 + i, f"a{i}", None, "m1", None, None, "DE", 1.0) for i in range(3000)]))
+    assert engine.entity_counts()["account"] == 3000
+    assert engine.state_bytes() > before
+
+
+def test_registry_is_complete_and_described() -> None:
+    assert len(FEATURES) == len(FEATURE_NAMES) == FeatureEngine().width
+    for name in (
+        "account_amount_mean_24h",
+        "account_count_1h",
+        "merchant_count_1h",
+        "device_distinct_accounts_24h",
+        "account_seconds_since_last",
+        "account_new_merchant",
+        "account_new_country",
+        "account_new_device",
+        "account_geo_velocity_kmh",
+        "account_amount_zscore",
+        "account_amount_history_count",
+        "account_amount_history_mean",
+        "account_amount_history_std",
+        "account_hour_typicality",
+        "amount",
+    ):
+        assert name in FEATURES, name
+    for spec in FEATURES.values():
+        assert spec.unit and spec.description and spec.entity
+        assert "\n" not in spec.description

@@ -1,0 +1,196 @@
+"""The online stage against the real Kafka and PostgreSQL: same features as offline, kill -9 safe."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from core.contracts import FeatureVector, Transaction
+from core.kafka import DLQ_REASON, DeliveringProducer, header_pairs, read_all
+from core.settings import Settings
+from core.topics import TX_DLQ, TX_FEATURES, TX_VALID
+from features.offline import replay
+from features.registry import FEATURE_NAMES
+from tests.features.generator import generate, to_csv_rows
+
+pytestmark = pytest.mark.integration
+LATENESS = 10.0
+
+
+def _shuffled_within_lateness(transactions: list[Transaction]) -> list[Transaction]:
+    """Production order with neighbours swapped when they are close in time (realistic disorder)."""
+    out = list(transactions)
+    for i in range(0, len(out) - 1, 3):
+        gap = (out[i + 1].occurred_at - out[i].occurred_at).total_seconds()
+        if gap < LATENESS - 1:
+            out[i], out[i + 1] = out[i + 1], out[i]
+    return out
+
+
+def _produce(settings: Settings, transactions: list[Transaction], extra: list[bytes] = ()) -> None:  # type: ignore[assignment]
+    producer = DeliveringProducer(settings, service="test")
+    topic = settings.topic(TX_VALID)
+    for tx in transactions:
+        producer.produce(topic, tx.model_dump_json().encode(), key=tx.account_id)
+    for raw in extra:
+        producer.produce(topic, raw, key=b"acc-0")
+    producer.flush_or_raise()
+
+
+def _offline(tmp_path: Path, transactions: list[Transaction]) -> dict[str, dict[str, float | None]]:
+    source = tmp_path / "transactions.csv"
+    rows = to_csv_rows(transactions)
+    with source.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    output = tmp_path / "features.parquet"
+    replay(input_path=source, output_path=output)
+    table = pq.read_table(output).to_pylist()
+    return {row["transaction_id"]: {name: row[name] for name in FEATURE_NAMES} for row in table}
+
+
+class _Stage:
+    """`vigil run features` as a real subprocess (so kill -9 is a real kill -9)."""
+
+    def __init__(self, settings: Settings, log: Path, *extra: str) -> None:
+        env = dict(os.environ)
+        env.update(
+            VIGIL_KAFKA_TOPIC_PREFIX=settings.kafka_topic_prefix,
+            VIGIL_DATABASE_URL=settings.database_url,
+            VIGIL_ENVIRONMENT="test",
+            VIGIL_LOG_FORMAT="text",
+            VIGIL_BATCH_TIMEOUT_MS="100",
+        )
+        self.log = log
+        self._handle = log.open("ab")
+        arguments = [
+            "run",
+            "features",
+            "--idle-seconds",
+            "1",
+            "--snapshot-interval",
+            "0.5",
+            "--allowed-lateness",
+            str(LATENESS),
+            *extra,
+        ]
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "from vigil.cli import main; main()", *arguments],
+            env=env,
+            stdout=self._handle,
+            stderr=subprocess.STDOUT,
+        )
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+        self._handle.close()
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=20)
+        self._handle.close()
+        return code
+
+
+@pytest.fixture
+def stages() -> Iterator[list[_Stage]]:
+    started: list[_Stage] = []
+    yield started
+    for stage in started:
+        if stage.process.poll() is None:
+            stage.kill()
+
+
+def _outputs(settings: Settings, expected: int, timeout: float) -> list[FeatureVector]:
+    deadline = time.monotonic() + timeout
+    messages = []
+    while time.monotonic() < deadline:
+        messages = read_all(settings, settings.topic(TX_FEATURES), timeout=5)
+        if len(messages) >= expected:
+            break
+        time.sleep(0.5)
+    return [FeatureVector.model_validate_json(m.value() or b"") for m in messages]
+
+
+def _assert_same_features(online: list[FeatureVector], offline: dict[str, dict[str, float | None]]) -> None:
+    by_id = {vector.transaction.transaction_id: vector for vector in online}
+    assert len(by_id) == len(online), "duplicate transaction ids on tx.features"
+    assert set(by_id) == set(offline), "online and offline saw different transactions"
+    for txid, vector in by_id.items():
+        assert not vector.late, txid
+        for name in FEATURE_NAMES:
+            got, want = vector.features[name], offline[txid][name]
+            if want is None or (isinstance(want, float) and math.isnan(want)):
+                assert got is None, (txid, name, got)
+            else:
+                assert got == want, (txid, name, got, want)  # bit-identical, not approximately equal
+
+
+def test_online_with_three_partitions_equals_offline_replay(
+    topics: Settings, db: object, tmp_path: Path, stages: list[_Stage]
+) -> None:
+    transactions = generate(1500, seed=11)
+    _produce(topics, _shuffled_within_lateness(transactions))
+    stages.append(_Stage(topics, tmp_path / "stage.log"))
+    online = _outputs(topics, len(transactions), timeout=120)
+    assert stages[0].stop() == 0, (tmp_path / "stage.log").read_text()
+    _assert_same_features(online, _offline(tmp_path, transactions))
+    partitions = {m.partition() for m in read_all(topics, topics.topic(TX_FEATURES))}
+    assert len(partitions) > 1  # keyed by account over several partitions
+
+
+def test_kill_minus_nine_mid_stream_gives_identical_output_without_gaps_or_duplicates(
+    topics: Settings, db: object, tmp_path: Path, stages: list[_Stage]
+) -> None:
+    transactions = generate(4000, seed=12)
+    waves = [transactions[i : i + 500] for i in range(0, len(transactions), 500)]
+    log = tmp_path / "stage.log"
+    _produce(topics, _shuffled_within_lateness(waves[0]))
+    stages.append(_Stage(topics, log))
+    assert len(_outputs(topics, 1, timeout=60)) >= 1, log.read_text()
+    for wave in waves[1:4]:
+        _produce(topics, _shuffled_within_lateness(wave))
+        time.sleep(0.3)
+    stages[0].kill()  # mid-stream: some of waves 1-3 emitted, some not, some after the last snapshot
+    before = len(read_all(topics, topics.topic(TX_FEATURES)))
+    for wave in waves[4:6]:
+        _produce(topics, _shuffled_within_lateness(wave))
+    stages.append(_Stage(topics, log))
+    for wave in waves[6:]:
+        _produce(topics, _shuffled_within_lateness(wave))
+        time.sleep(0.2)
+    online = _outputs(topics, len(transactions), timeout=180)
+    time.sleep(2.5)  # anything duplicated would arrive now
+    online = _outputs(topics, len(transactions), timeout=10)
+    assert stages[1].stop() == 0, log.read_text()
+    assert 0 < before < len(transactions), "the kill did not land mid-stream"
+    assert "restored snapshot" in log.read_text()
+    assert len(online) == len(transactions)
+    _assert_same_features(online, _offline(tmp_path, transactions))
+
+
+def test_malformed_messages_are_dead_lettered_and_the_stream_goes_on(
+    topics: Settings, db: object, tmp_path: Path, stages: list[_Stage]
+) -> None:
+    transactions = generate(30, seed=13)
+    _produce(topics, transactions, extra=[b"{broken", b'{"schema_version": 1, "transaction_id": "x"}'])
+    stages.append(_Stage(topics, tmp_path / "stage.log"))
+    online = _outputs(topics, len(transactions), timeout=60)
+    assert stages[0].stop() == 0
+    assert len(online) == len(transactions)
+    dead = read_all(topics, topics.topic(TX_DLQ))
+    reasons = sorted(dict(header_pairs(m))[DLQ_REASON].decode() for m in dead)
+    assert reasons == ["invalid_json", "missing_field"]
+    assert {m.value() for m in dead} == {b"{broken", b'{"schema_version": 1, "transaction_id": "x"}'}
