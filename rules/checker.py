@@ -132,7 +132,7 @@ def validate(expression: str, *, catalogue: Catalogue | None = None) -> list[Rul
 
 def suggest(name: str, candidates: list[str]) -> str:
     """A ' did you mean ...?' hint, or ''."""
-    matches = difflib.get_close_matches(name.lower(), candidates, n=2, cutoff=0.6)
+    matches = difflib.get_close_matches(name.lower(), candidates, n=2, cutoff=0.75)
     if not matches:
         return ""
     return "; did you mean " + " or ".join(f"'{m}'" for m in matches) + "?"
@@ -238,12 +238,7 @@ class _Checker:
         if left.type is not right.type:
             self.error(
                 expr.span,
-                f"cannot compare a {left.type} with a {right.type}"
-                + (
-                    " (quote numbers only when the field is text, e.g. merchant_category == '5967')"
-                    if {left.type, right.type} == {NUMBER, STRING}
-                    else ""
-                ),
+                f"cannot compare a {left.type} with a {right.type}" + _compare_hint(left.type, right.type),
             )
             return None
         if expr.op in _ORDERING and left.type is not NUMBER:
@@ -328,6 +323,14 @@ class _Checker:
             return None
         nullable = all(arg.nullable for arg in checked) if name == "coalesce" else any(arg.nullable for arg in checked)
         return _fold(Node(name, result, checked, nullable=nullable))
+
+
+def _compare_hint(left: ValueType, right: ValueType) -> str:
+    if {left, right} == {NUMBER, STRING}:
+        return " (quote numbers only when the field is text, e.g. merchant_category == '5967')"
+    if BOOL in (left, right):
+        return " (a true/false field is a condition on its own: write account_new_device or not account_new_device)"
+    return ""
 
 
 def _not(node: Node) -> Node:

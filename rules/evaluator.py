@@ -166,9 +166,14 @@ class Program:
     """Evaluates a list of condition roots over a batch into a (roots x rows) boolean matrix."""
 
     def __init__(self, roots: Sequence[Node]) -> None:
+        self._source_roots = tuple(roots)
         self._index: dict[tuple[Node, Side], int] = {}
         self._instructions: list[tuple[Instruction, tuple[int, ...]]] = []
         self._roots = [self._slot(root, "t") for root in roots]
+
+    def __reduce__(self) -> tuple[type[Program], tuple[tuple[Node, ...]]]:
+        # Instructions are closures; ship the IR and recompile on the other side.
+        return (Program, (self._source_roots,))
 
     @property
     def instruction_count(self) -> int:
@@ -356,7 +361,8 @@ class Program:
                         values, null = own, None
                     else:
                         values = np.where(own_null, values, own)
-                        null = own_null if null is None else own_null & null
+                        # null only where this argument and every later one are null (None: never null).
+                        null = None if null is None else own_null & null
                 return values, null
 
             return first_string, deps

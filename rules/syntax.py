@@ -116,7 +116,7 @@ def tokenize(source: str) -> list[Token]:
         elif char == "#":  # comment to the end of the line
             newline = source.find("\n", i)
             i = n if newline == -1 else newline
-        elif char.isdigit() or (char == "." and i + 1 < n and source[i + 1].isdigit()):
+        elif _digit(char) or (char == "." and i + 1 < n and _digit(source[i + 1])):
             i = _number(source, i, tokens)
         elif char in "'\"":
             i = _string(source, i, tokens)
@@ -143,21 +143,25 @@ def tokenize(source: str) -> list[Token]:
     return tokens
 
 
+def _digit(char: str) -> bool:
+    return "0" <= char <= "9"  # ASCII only: str.isdigit() accepts '²', which float() refuses
+
+
 def _number(source: str, i: int, tokens: list[Token]) -> int:
     start, n = i, len(source)
-    while i < n and (source[i].isdigit() or source[i] == "_"):
+    while i < n and (_digit(source[i]) or source[i] == "_"):
         i += 1
-    if i < n and source[i] == "." and i + 1 < n and source[i + 1].isdigit():
+    if i < n and source[i] == "." and i + 1 < n and _digit(source[i + 1]):
         i += 1
-        while i < n and (source[i].isdigit() or source[i] == "_"):
+        while i < n and (_digit(source[i]) or source[i] == "_"):
             i += 1
     if i < n and source[i] in "eE":
         j = i + 1
         if j < n and source[j] in "+-":
             j += 1
-        if j < n and source[j].isdigit():
+        if j < n and _digit(source[j]):
             i = j
-            while i < n and source[i].isdigit():
+            while i < n and _digit(source[i]):
                 i += 1
     text = source[start:i]
     if i < n and (source[i].isalpha() or source[i] == "_"):
@@ -524,7 +528,8 @@ class _Parser:
         if token.kind is TokenKind.OP and token.text == "(":
             self._enter(token.span)
             inner = self.or_expr()
-            self._expect(TokenKind.OP, ")", f"to close the '(' at column {locate(self._source, token.span.start)[1]}")
+            line, column = locate(self._source, token.span.start)
+            self._expect(TokenKind.OP, ")", f"to close the '(' at line {line}, column {column}")
             self._depth -= 1
             return inner
         what = token.describe()

@@ -18,6 +18,8 @@ COMMAND_MODULES: Final[tuple[str, ...]] = (
     "vigil.commands.demo",
     "vigil.commands.detectors",
     "vigil.commands.features",
+    "vigil.commands.ingestion",
+    "vigil.commands.rules",
 )
 
 
