@@ -14,6 +14,7 @@ import click
 
 COMMAND_MODULES: Final[tuple[str, ...]] = (
     "vigil.commands.alerting",
+    "vigil.commands.api",
     "vigil.commands.config",
     "vigil.commands.demo",
     "vigil.commands.detectors",

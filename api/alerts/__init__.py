@@ -1,0 +1,1 @@
+"""The alerting service's notification log and silences, over HTTP."""

@@ -1,0 +1,1 @@
+"""Anomalies: filtered, keyset-paginated listing and detail."""

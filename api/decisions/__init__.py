@@ -1,0 +1,1 @@
+"""Decisions: synchronous scoring and what ingest clients may read about their transactions."""

@@ -1,0 +1,56 @@
+"""Decisions from scores: thresholds are applied here, once, for both paths."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from api.decisions.models import Decision
+from core.schema import anomalies, transactions
+from core.settings import Settings
+
+
+def decide(score: float, settings: Settings) -> Decision:
+    if score >= settings.decision_decline_threshold:
+        return "decline"
+    if score >= settings.decision_review_threshold:
+        return "review"
+    return "approve"
+
+
+def decision_rows(
+    *, connection: Connection, tenants: Sequence[str] | None, transaction_id: str
+) -> tuple[str | None, bool, list[dict[str, Any]]]:
+    """(tenant, stored?, anomalies) of a transaction visible to the caller; tenant None = unknown."""
+    scope = [anomalies.c.tenant_id.in_(list(tenants))] if tenants is not None else []
+    found = [
+        dict(row._mapping)
+        for row in connection.execute(
+            select(
+                anomalies.c.tenant_id,
+                anomalies.c.detector_family,
+                anomalies.c.detector_name,
+                anomalies.c.detector_version,
+                anomalies.c.score,
+                anomalies.c.severity,
+                anomalies.c.event_time,
+                anomalies.c.detected_at,
+                anomalies.c.reasons,
+            )
+            .where(anomalies.c.transaction_id == transaction_id, *scope)
+            .order_by(anomalies.c.tenant_id, anomalies.c.score.desc())
+        )
+    ]
+    tx_scope = [transactions.c.tenant_id.in_(list(tenants))] if tenants is not None else []
+    stored = connection.execute(
+        select(transactions.c.tenant_id)
+        .where(transactions.c.transaction_id == transaction_id, *tx_scope)
+        .order_by(transactions.c.tenant_id)
+        .limit(1)
+    ).scalar_one_or_none()
+    tenant = stored or (found[0]["tenant_id"] if found else None)
+    if tenant is None:
+        return None, False, []
+    return tenant, stored is not None, [row for row in found if row["tenant_id"] == tenant]

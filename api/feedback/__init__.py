@@ -1,0 +1,1 @@
+"""Analyst feedback: labels and the live precision of each detector and rule."""

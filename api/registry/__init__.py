@@ -1,0 +1,1 @@
+"""Registered models: list versions and aliases, promote and roll back (admin)."""

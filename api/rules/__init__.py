@@ -1,0 +1,1 @@
+"""Analyst rules over HTTP: CRUD on immutable versions (DB), validation and backtests (RuleEngine port)."""

@@ -1,0 +1,1 @@
+"""Dashboard figures: today's summary and trends over time."""

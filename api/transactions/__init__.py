@@ -1,0 +1,1 @@
+"""Transactions: HTTP ingestion to Kafka, lookup, and entity timelines."""
