@@ -45,11 +45,9 @@ def epoch_seconds(moment: datetime) -> float:
     """Event time in seconds since the epoch, computed the same way on every path (exact to 1 us)."""
     if moment.tzinfo is None:
         raise FeaturesError("event times must carry a UTC offset")
-    delta = moment - _EPOCH
-    return (delta.days * 86_400_000_000 + delta.seconds * 1_000_000 + delta.microseconds) / 1_000_000
-
-
-_EPOCH: Final = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
+    # For aware datetimes CPython computes integer microseconds / 10**6 (one correctly rounded
+    # division): the same float as the offline path's `microseconds / 1_000_000`.
+    return moment.timestamp()
 
 
 @dataclass(slots=True)
@@ -71,6 +69,23 @@ class Batch:
     @classmethod
     def empty(cls) -> Batch:
         return cls([], [], [], [], [], [], [], [], [], [], [])
+
+    @classmethod
+    def of(cls, events: Sequence[Any], apply: list[bool]) -> Batch:
+        """Columns from objects with the engine's attribute names (e.g. `features.codec.Tx`)."""
+        return cls(
+            times=[e.time for e in events],
+            accounts=[e.account_id for e in events],
+            cards=[e.card_id for e in events],
+            merchants=[e.merchant_id for e in events],
+            devices=[e.device_id for e in events],
+            ips=[e.ip for e in events],
+            countries=[e.country for e in events],
+            amounts=[e.amount for e in events],
+            lats=[e.lat for e in events],
+            lons=[e.lon for e in events],
+            apply=apply,
+        )
 
     def __len__(self) -> int:
         return len(self.times)
@@ -144,14 +159,20 @@ class _Kind:
             setattr(self, name, new)
         self.capacity = capacity
 
-    def slot_of(self, key: str | None) -> int:
-        if key is None:
-            return -1
-        slot = self.slots.get(key)
-        if slot is None:
-            slot = len(self.slots)
-            self.slots[key] = slot
-        return slot
+    def slots_of(self, keys: list[str] | list[str | None]) -> list[int]:
+        """Slot of each key (new keys get the next slot; None -> -1)."""
+        slots = self.slots
+        out: list[int] = []
+        append = out.append
+        for key in keys:
+            if key is None:
+                append(-1)
+                continue
+            slot = slots.get(key)
+            if slot is None:
+                slot = slots[key] = len(slots)
+            append(slot)
+        return out
 
     def ensure_capacity(self) -> None:
         if len(self.slots) > self.capacity:
@@ -253,11 +274,11 @@ class FeatureEngine:
             return out
         kinds = self.kinds
         slot_columns = [
-            [kinds["account"].slot_of(v) for v in batch.accounts],
-            [kinds["card"].slot_of(v) for v in batch.cards],
-            [kinds["merchant"].slot_of(v) for v in batch.merchants],
-            [kinds["device"].slot_of(v) for v in batch.devices],
-            [kinds["ip"].slot_of(v) for v in batch.ips],
+            kinds["account"].slots_of(batch.accounts),
+            kinds["card"].slots_of(batch.cards),
+            kinds["merchant"].slots_of(batch.merchants),
+            kinds["device"].slots_of(batch.devices),
+            kinds["ip"].slots_of(batch.ips),
         ]
         for kind in kinds.values():
             kind.ensure_capacity()

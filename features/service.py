@@ -260,22 +260,8 @@ class FeatureStage:
     def _process(self, released: list[tuple[int, int, Tx]], late: list[tuple[int, int, Tx]]) -> None:
         if not released and not late:
             return
-        batch = Batch.empty()
         events = released + late
-        for index, (_, _, tx) in enumerate(events):
-            batch.append(
-                time=tx.time,
-                account=tx.account_id,
-                card=tx.card_id,
-                merchant=tx.merchant_id,
-                device=tx.device_id,
-                ip=tx.ip,
-                country=tx.country,
-                amount=tx.amount,
-                lat=tx.lat,
-                lon=tx.lon,
-                apply=index < len(released),
-            )
+        batch = Batch.of([tx for _, _, tx in events], [True] * len(released) + [False] * len(late))
         rows = self._engine.compute(batch)
         if late:
             metrics.FEATURES_LATE.inc(len(late))

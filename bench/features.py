@@ -1,0 +1,180 @@
+"""Throughput of the features stage on one core, and its state size.
+
+Usage: .venv/bin/python -m bench.features [--transactions 300000] [--accounts 100000] [--merchants 10000]
+
+Prints two figures, both on one core (the process is pinned with sched_setaffinity,
+librdkafka threads included):
+  1. compute: decode + order + features + encode, in process, no broker;
+  2. stage:   the real FeatureStage through the local Kafka (tx.valid -> tx.features,
+     3 partitions), from the first consume until every vector is acknowledged.
+Then the state size per 100k entities (live arrays, and the compressed snapshot).
+Needs the local stack (`vigil stack up`); uses its own topics and a scratch database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import orjson
+from confluent_kafka.admin import AdminClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from core.db import make_engine
+from core.kafka import DeliveringProducer, StopFlag, client_config, ensure_topics
+from core.migrate import upgrade
+from core.settings import Settings, load_settings
+from core.topics import STREAM_TOPICS, TX_VALID
+from features.codec import Tx, decode_transaction, encode_vectors
+from features.engine import Batch, FeatureEngine
+from features.ordering import Sequencer
+from features.service import FeatureStage, StageOptions, pack_state
+
+START = datetime(2026, 5, 1, tzinfo=UTC)
+
+
+def make_transactions(count: int, *, accounts: int, merchants: int, seed: int, start: datetime) -> list[bytes]:
+    """Contract-shaped JSON (as ingestion writes it), event-time ordered, ~25 tx/s of event time per... core."""
+    rng = random.Random(seed)
+    out = []
+    moment = start
+    for i in range(count):
+        moment += timedelta(microseconds=rng.randrange(0, 20_000))
+        account = rng.randrange(accounts)
+        located = rng.random() < 0.5
+        data = {
+            "schema_version": 1,
+            "transaction_id": f"b{seed}-{i}",
+            "occurred_at": moment.isoformat().replace("+00:00", "Z"),
+            "tenant_id": "bench",
+            "account_id": f"acc-{account}",
+            "card_id": f"card-{account}" if rng.random() < 0.8 else None,
+            "merchant_id": f"m-{int(rng.paretovariate(1.2)) % merchants}",
+            "merchant_category": "5411",
+            "amount": f"{rng.randrange(100, 100_000) / 100:.2f}",
+            "currency": "EUR",
+            "channel": "ecommerce",
+            "country": rng.choice(("DE", "DE", "FR", "NL", "US")),
+            "device_id": f"dev-{rng.randrange(accounts * 12 // 10)}" if rng.random() < 0.7 else None,
+            "ip": f"10.{rng.randrange(4)}.{rng.randrange(256)}.{rng.randrange(64)}" if rng.random() < 0.7 else None,
+            "lat": 48 + rng.random() * 5 if located else None,
+            "lon": 2 + rng.random() * 10 if located else None,
+            "attributes": {},
+            "ingested_at": moment.isoformat().replace("+00:00", "Z"),
+        }
+        out.append(orjson.dumps(data))
+    return out
+
+
+def compute_only(engine: FeatureEngine, messages: list[bytes], batch_size: int) -> float:
+    """Seconds to decode, order, compute and encode `messages` in micro-batches (no broker)."""
+    sequencer: Sequencer[Tx] = Sequencer(partitions=[0], allowed_lateness=10.0)
+    started = time.perf_counter()
+    for begin in range(0, len(messages), batch_size):
+        chunk = messages[begin : begin + batch_size]
+        for offset, raw in enumerate(chunk, start=begin):
+            tx = decode_transaction(raw)
+            sequencer.offer(partition=0, offset=offset, time=tx.time, transaction_id=tx.transaction_id, item=tx)
+        released = [e.item for e in sequencer.release(idle=[0] if begin + batch_size >= len(messages) else [])]
+        batch = Batch.of(released, [True] * len(released))
+        rows = engine.compute(batch)
+        encode_vectors([tx.raw for tx in released], rows, [False] * len(released))
+    return time.perf_counter() - started
+
+
+def through_kafka(settings: Settings, messages: list[bytes], database_url: str) -> tuple[float, FeatureStage]:
+    """Seconds for the real stage to turn every message on tx.valid into an acknowledged vector."""
+    ensure_topics(settings, STREAM_TOPICS)
+    producer = DeliveringProducer(settings, service="bench")
+    topic = settings.topic(TX_VALID)
+    for raw in messages:
+        key = raw[raw.index(b'"account_id":"') + 14 : raw.index(b'","card_id"')]
+        producer.produce(topic, raw, key=key)
+    producer.flush_or_raise()
+    database = make_engine(settings.model_copy(update={"database_url": database_url}), pool_size=1)
+    stage = FeatureStage(
+        settings=settings,
+        options=StageOptions(idle_seconds=0.5, snapshot_interval=3600.0),
+        database=database,
+        stop=StopFlag(),
+    )
+    stage._discover()
+    stage._restore()
+    started = time.perf_counter()
+    while stage.emitted < len(messages):
+        stage.step()
+    stage._producer.flush_or_raise()
+    return time.perf_counter() - started, stage
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--transactions", type=int, default=300_000)
+    parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument("--merchants", type=int, default=10_000)
+    parser.add_argument("--batch-size", type=int, default=5_000)
+    parser.add_argument("--skip-kafka", action="store_true", help="Only the in-process figure.")
+    args = parser.parse_args()
+    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core, every thread of the process
+
+    print(f"generating {args.transactions:,} warm-up + {args.transactions:,} measured transactions ...")
+    warmup = make_transactions(args.transactions, accounts=args.accounts, merchants=args.merchants, seed=1, start=START)
+    measured = make_transactions(
+        args.transactions, accounts=args.accounts, merchants=args.merchants, seed=2, start=START + timedelta(days=2)
+    )
+    engine = FeatureEngine()
+    compute_only(engine, warmup[:20_000], args.batch_size)  # JIT warm-up (cached kernels load)
+    engine = FeatureEngine()
+    compute_only(engine, warmup, args.batch_size)  # state for every account/merchant exists
+    seconds = compute_only(engine, measured, args.batch_size)
+    print(f"compute (one core, no broker): {len(measured) / seconds:,.0f} tx/s over {len(measured):,} transactions")
+
+    counts = engine.entity_counts()
+    entities = sum(counts.values())
+    live = engine.state_bytes()
+    started = time.perf_counter()
+    blob = engine.to_bytes()
+    snapshot_seconds = time.perf_counter() - started
+    print(f"entities: {counts} (total {entities:,}); pair maps: {sum(len(p) for p in engine.pairs.values()):,}")
+    print(
+        f"state: {live / 1e6:,.0f} MB live = {live / entities * 100_000 / 1e6:,.1f} MB per 100k entities; "
+        f"snapshot {len(blob) / 1e6:,.1f} MB compressed ({len(blob) / entities * 100_000 / 1e6:,.1f} MB "
+        f"per 100k entities) in {snapshot_seconds:.2f}s"
+    )
+    if args.skip_kafka:
+        return
+
+    base = load_settings(log_format="text")
+    settings = base.model_copy(update={"kafka_topic_prefix": f"bench-{uuid.uuid4().hex[:8]}.", "kafka_partitions": 3})
+    admin_url = make_url(base.database_url)
+    name = f"vigil_bench_{os.getpid()}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        url = admin_url.set(database=name).render_as_string(hide_password=False)
+        upgrade(url)
+        stream = warmup[: args.transactions // 3] + measured
+        seconds, stage = through_kafka(settings, stream, url)
+        print(
+            f"stage through Kafka (one core, 3 partitions, cold state): {len(stream) / seconds:,.0f} tx/s "
+            f"over {len(stream):,} transactions"
+        )
+        started = time.perf_counter()
+        blob = pack_state(stage._engine, stage._sequencer)
+        print(f"snapshot of the stage: {len(blob) / 1e6:,.1f} MB in {time.perf_counter() - started:.2f}s")
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        topics = [settings.topic(spec.name) for spec in STREAM_TOPICS]
+        for future in AdminClient(client_config(settings)).delete_topics(topics).values():
+            future.result()
+
+
+if __name__ == "__main__":
+    main()
