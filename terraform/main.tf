@@ -110,6 +110,7 @@ module "vigil" {
   tls_secret_name     = var.tls_secret_name
   slack_webhook_url   = var.slack_webhook_url
   smtp_password       = var.smtp_password
+  alerting_settings   = var.alerting_settings
   enable_keda         = var.enable_keda
   keda_max_replicas   = var.keda_max_replicas
   enable_monitoring   = var.enable_monitoring

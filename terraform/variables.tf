@@ -179,6 +179,12 @@ variable "smtp_password" {
   sensitive   = true
 }
 
+variable "alerting_settings" {
+  description = "Non-secret alerting variables (SMTP host/username, sender, recipients) without the VIGIL_ prefix, e.g. { alerting_smtp_host = \"smtp.example.invalid\" }."
+  type        = map(string)
+  default     = {}
+}
+
 # --- Scaling and monitoring -----------------------------------------------------------------
 
 variable "enable_keda" {

@@ -14,7 +14,7 @@ locals {
       { repository = var.image_repository, tag = var.image_tag, pullPolicy = "IfNotPresent" },
       var.image_digest != "" ? { digest = var.image_digest } : {},
     )
-    config = {
+    config = merge({
       environment              = "production"
       kafka_bootstrap          = var.kafka_bootstrap
       kafka_topic_prefix       = var.kafka_topic_prefix
@@ -22,7 +22,7 @@ locals {
       kafka_replication_factor = var.kafka_replication
       mlflow_tracking_uri      = var.mlflow_tracking_uri
       public_url               = local.api_url
-    }
+    }, var.alerting_settings)
     database = {
       urlSecret = { name = kubernetes_secret.database.metadata[0].name, key = "VIGIL_DATABASE_URL" }
     }
@@ -31,8 +31,8 @@ locals {
       generate      = false
     }
     secretRefs = concat(
-      local.has_slack ? [{ setting = "slack_webhook_url", name = local.alerting_secret, key = "slack-webhook-url" }] : [],
-      local.has_smtp ? [{ setting = "smtp_password", name = local.alerting_secret, key = "smtp-password" }] : [],
+      local.has_slack ? [{ setting = "alerting_slack_webhook_url", name = local.alerting_secret, key = "slack-webhook-url" }] : [],
+      local.has_smtp ? [{ setting = "alerting_smtp_password", name = local.alerting_secret, key = "smtp-password" }] : [],
     )
     serviceDefaults = {
       keda = { enabled = var.enable_keda, maxReplicas = var.keda_max_replicas }

@@ -95,6 +95,12 @@ variable "smtp_password" {
   sensitive   = true
 }
 
+variable "alerting_settings" {
+  description = "Non-secret alerting variables without the VIGIL_ prefix, e.g. { alerting_smtp_host = \"smtp.example.invalid\" }."
+  type        = map(string)
+  default     = {}
+}
+
 variable "enable_keda" {
   description = "KEDA ScaledObjects on consumer lag for the stream stages."
   type        = bool
