@@ -5,7 +5,7 @@ Public surface (everything else is internal):
 - storage (keyword-only, PostgreSQL): `create_rule`, `publish_version`, `disable`, `enable`, `get_rule`,
   `list_rules`, `list_versions`, `get_version`, `load_active_rules`;
 - evaluation: `RuleSet`, `Columns`, `RuleEngine` (hot reload), `LiveRuleDetectors` / `detectors_for`
-  (core.detection detectors);
+  (core.detection detectors), `pack_detectors` (a pack file, no database);
 - backtests: `backtest` (any batches), `backtest_history` (stored transactions and labels);
 - packs: `load_pack`, `parse_pack`, `seed_pack`, `DEFAULT_PACK`.
 """
@@ -13,7 +13,7 @@ Public surface (everything else is internal):
 from rules.backtest import BacktestReport, DayStat, Example, backtest
 from rules.catalogue import Catalogue, FieldSpec, ValueType, default_catalogue
 from rules.checker import CheckedExpression, compile_expression, validate
-from rules.detector import LiveRuleDetectors, RuleDetector, detectors_for
+from rules.detector import LiveRuleDetectors, RuleDetector, detectors_for, pack_detectors
 from rules.engine import RuleEngine
 from rules.errors import (
     CatalogueError,
@@ -89,6 +89,7 @@ __all__ = [
     "load_active_rules",
     "load_labels",
     "load_pack",
+    "pack_detectors",
     "parse_pack",
     "publish_version",
     "rules_fingerprint",

@@ -8,14 +8,18 @@ others just read their row of the match matrix.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
 from core.contracts import DetectorFamily, Reason
 from core.detection import Detector, FeatureBatch, Scores
+from rules.catalogue import Catalogue
 from rules.engine import RuleEngine
 from rules.evaluator import Columns
+from rules.model import ActiveRule
+from rules.pack import DEFAULT_PACK, load_pack
 from rules.ruleset import RuleSet
 
 
@@ -77,6 +81,25 @@ def detectors_for(ruleset: RuleSet) -> list[Detector]:
     """One detector per rule of the set, sharing one evaluation per batch."""
     run = _BatchRun(ruleset)
     return [RuleDetector(run, index) for index in range(len(ruleset.rules))]
+
+
+def pack_detectors(path: Path = DEFAULT_PACK, *, catalogue: Catalogue | None = None) -> list[Detector]:
+    """Detectors for a rule pack file as version 1, without a database (tests, offline evaluation)."""
+    rules = [
+        ActiveRule(
+            rule_id=draft.rule_id,
+            version=1,
+            name=draft.name,
+            description=draft.description,
+            expression=draft.expression,
+            severity=draft.severity,
+            tenant_id=draft.tenant_id,
+        )
+        for draft in load_pack(path, catalogue=catalogue)
+        if draft.enabled
+    ]
+    ruleset, _invalid = RuleSet.compile(rules, catalogue=catalogue)  # load_pack validated them all
+    return detectors_for(ruleset)
 
 
 class LiveRuleDetectors:

@@ -10,7 +10,7 @@ import pytest
 
 from core.contracts import Channel, DetectorFamily, FeatureVector, Severity
 from core.detection import Detector, FeatureBatch, Thresholds, detect
-from rules import DEFAULT_PACK, ActiveRule, RuleSet, detectors_for, load_pack
+from rules import DEFAULT_PACK, ActiveRule, RuleSet, detectors_for, load_pack, pack_detectors
 from tests.rules.factories import T0, vector
 from vigil.commands.rules import offline_features, registry_catalogue
 
@@ -101,22 +101,9 @@ def _featurised(vectors: list[FeatureVector]) -> list[FeatureVector]:
 
 @pytest.fixture(scope="module")
 def default_pack() -> list[Detector]:
-    drafts = load_pack(DEFAULT_PACK, catalogue=registry_catalogue())
-    rules = [
-        ActiveRule(
-            rule_id=d.rule_id,
-            version=1,
-            name=d.name,
-            description=d.description,
-            expression=d.expression,
-            severity=d.severity,
-            tenant_id=d.tenant_id,
-        )
-        for d in drafts
-    ]
-    ruleset, invalid = RuleSet.compile(rules, catalogue=registry_catalogue())
-    assert invalid == {}
-    return detectors_for(ruleset)
+    detectors = pack_detectors(DEFAULT_PACK, catalogue=registry_catalogue())
+    assert len(detectors) == len(load_pack(DEFAULT_PACK))
+    return detectors
 
 
 def test_default_pack_flags_a_card_testing_burst_and_leaves_normal_traffic_alone(
