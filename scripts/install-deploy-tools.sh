@@ -4,9 +4,10 @@
 #
 # Everything comes from package registries: helm is built from the Go module proxy, the Python
 # checkers go into their own venv (their dependency pins clash with the app's Poetry env).
-# On success the last lines on stdout are KEY=path, one per tool, for tests and Make to read:
+# On success the last lines on stdout are KEY=path, one per tool, for tests and Make to read
+# (TERRAFORM= is empty when neither terraform nor tofu could be found or built):
 #   HELM=... TERRAFORM=... KUBERNETES_VALIDATE=... CHECKOV=... TOOLS_PYTHON=...
-# Progress goes to stderr. Exit 1 (with the reason) when a tool cannot be installed.
+# Progress goes to stderr. Exit 1 (with the reason) when helm or the checkers cannot be installed.
 set -euo pipefail
 
 HELM_VERSION="v3.21.4"
@@ -85,7 +86,8 @@ if [[ -z "${tf_bin}" ]]; then
             tf_bin="${BIN_DIR}/tofu"
         fi
     fi
-    [[ -n "${tf_bin}" ]] || die "no terraform or tofu: install one (e.g. Debian/Go) to run 'fmt -check' on terraform/"
+    # Not fatal: the helm checks still run; the Terraform format test reports the missing tool.
+    [[ -n "${tf_bin}" ]] || log "WARNING: no terraform or tofu; 'terraform fmt -check' cannot run (TERRAFORM is empty)"
 fi
 
 echo "HELM=${helm_bin}"

@@ -33,7 +33,7 @@ WORKLOAD_KINDS = ("Deployment", "Job", "CronJob")
 @dataclass(frozen=True)
 class Tools:
     helm: Path
-    terraform: Path
+    terraform: Path | None  # None: neither terraform nor tofu could be found or built
     kubernetes_validate: Path
     checkov: Path
     python: Path
@@ -62,12 +62,12 @@ def tools() -> Tools:
     result = subprocess.run(["bash", str(INSTALLER)], capture_output=True, text=True, timeout=1800, check=False)
     assert result.returncode == 0, f"install-deploy-tools.sh failed:\n{result.stderr[-4000:]}"
     found = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
-    paths = {key: Path(found[key]) for key in ("HELM", "TERRAFORM", "KUBERNETES_VALIDATE", "CHECKOV", "TOOLS_PYTHON")}
+    paths = {key: Path(found[key]) for key in ("HELM", "KUBERNETES_VALIDATE", "CHECKOV", "TOOLS_PYTHON")}
     for key, path in paths.items():
         assert path.exists(), f"{key} reported at {path}, which does not exist"
     return Tools(
         helm=paths["HELM"],
-        terraform=paths["TERRAFORM"],
+        terraform=Path(found["TERRAFORM"]) if found.get("TERRAFORM") else None,
         kubernetes_validate=paths["KUBERNETES_VALIDATE"],
         checkov=paths["CHECKOV"],
         python=paths["TOOLS_PYTHON"],

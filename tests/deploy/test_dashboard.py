@@ -15,6 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.deploy.conftest import CHART, REPO, Rendered
 
+# On a fresh machine the session fixture builds helm and the checkers venv first (minutes).
+pytestmark = pytest.mark.timeout(1800)
+
 DASHBOARD = CHART / "files" / "grafana" / "vigil-pipeline.json"
 METRIC = re.compile(r"\bvigil_[a-z0-9_]+\b")
 # Every package a Vigil process may import: metrics they register at import time are exported too.

@@ -32,6 +32,9 @@ from tests.deploy.conftest import (
     pod_spec,
 )
 
+# On a fresh machine the session fixture builds helm and the checkers venv first (minutes).
+pytestmark = pytest.mark.timeout(1800)
+
 CRD_SCHEMAS = Path(__file__).with_name("crd-schemas")
 ALERTING_RULES = REPO / "alerting" / "prometheus-rules.yaml"
 CHART_ALERTING_RULES = CHART / "files" / "alerting-prometheus-rules.yaml"

@@ -13,6 +13,9 @@ import pytest
 from core.topics import STREAM_TOPICS
 from tests.deploy.conftest import REPO, TERRAFORM, Tools
 
+# On a fresh machine the session fixture builds helm and the checkers venv first (minutes).
+pytestmark = pytest.mark.timeout(1800)
+
 ROOT_REQUIRED = {"image_repository", "public_hostname", "mlflow_tracking_uri"}
 ROOT_SENSITIVE = {"database_url", "slack_webhook_url", "smtp_password"}
 ROOT_OUTPUTS = {"api_url", "namespace", "release_name", "kafka_bootstrap", "topics", "eks_cluster_name"}
@@ -51,6 +54,7 @@ def _blocks(parsed: dict[str, Any], module_dir: str, kind: str) -> dict[str, dic
 
 
 def test_terraform_is_formatted(tools: Tools) -> None:
+    assert tools.terraform is not None, "no terraform or tofu: scripts/install-deploy-tools.sh could not provide one"
     result = subprocess.run(
         [str(tools.terraform), "fmt", "-check", "-recursive", "-diff", str(TERRAFORM)],
         capture_output=True,
