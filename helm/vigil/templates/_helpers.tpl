@@ -102,6 +102,10 @@ checkov.io/skip2: CKV_K8S_43=No image.digest given; the image is pinned by its i
 {{- end -}}
 
 {{- define "vigil.env" -}}
+{{- include "vigil.envEntries" . | trim -}}
+{{- end -}}
+
+{{- define "vigil.envEntries" -}}
 {{- $db := .Values.database -}}
 {{- if $db.urlSecret.name }}
 - name: VIGIL_DATABASE_URL
