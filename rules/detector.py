@@ -63,10 +63,16 @@ class RuleDetector:
         self.name = f"rule:{rule.rule_id}"
         self.version = str(rule.version)
         self.severity = rule.severity
+        self._severity: NDArray[np.object_] | None = None
 
     def score(self, batch: FeatureBatch) -> Scores:
         matched = self._run.matches(batch, self._index)
-        severity = np.full(len(batch), self.severity.value, dtype=object)
+        severity = self._severity
+        if severity is None or len(severity) != len(batch):
+            # One read-only array per batch size: the same severity on every row, built once.
+            severity = np.full(len(batch), self.severity.value, dtype=object)
+            severity.flags.writeable = False
+            self._severity = severity
         return Scores(
             raw=matched.astype(np.float64),
             normalised=np.where(matched, 100.0, np.nan),

@@ -15,7 +15,8 @@ only the sides a rule actually needs are computed ("is false" mostly only under 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import operator
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC
 from functools import reduce
 from typing import Any, Final
@@ -71,6 +72,30 @@ class Columns:
         self._strings: dict[str, StrColumn] = {}
         self._truthy: dict[str, tuple[BoolArray, BoolArray]] = {}
 
+    def prefetch(self, specs: Iterable[FieldSpec]) -> None:
+        """Extract many numeric features in one pass over the batch (one dict walk per vector, not per column)."""
+        names = [
+            spec.name
+            for spec in specs
+            if spec.source is FieldSource.FEATURE
+            and spec.type is not ValueType.STRING
+            and spec.name not in self._numbers
+        ]
+        if len(names) < 2 or not self.size:
+            return
+        getter = operator.itemgetter(*names)
+        rows = []
+        for vector in self.vectors:
+            features = vector.features
+            try:
+                rows.append(getter(features))
+            except KeyError:  # a vector without some features: those are missing (null)
+                rows.append(tuple(features.get(name) for name in names))
+        # numpy turns None into NaN for a float dtype; the transpose makes each column contiguous.
+        matrix = np.ascontiguousarray(np.array(rows, dtype=np.float64).reshape(self.size, len(names)).T)
+        for index, name in enumerate(names):
+            self._numbers[name] = matrix[index]
+
     def number(self, spec: FieldSpec) -> FloatArray:
         column = self._numbers.get(spec.name)
         if column is None:
@@ -87,14 +112,21 @@ class Columns:
     def string(self, spec: FieldSpec) -> StrColumn:
         column = self._strings.get(spec.name)
         if column is None:
-            raw = (
-                [self.value(spec, row) for row in range(self.size)]
-                if spec.source is FieldSource.FEATURE
-                else [_TX_VALUES[spec.name](v.transaction) for v in self.vectors]
-            )
-            null = np.fromiter((item is None for item in raw), dtype=np.bool_, count=self.size)
-            text = np.array(["" if item is None else str(item) for item in raw], dtype=np.str_).reshape(self.size)
-            column = (text, null if spec.nullable and null.any() else None)
+            raw: list[Any]
+            if spec.source is FieldSource.FEATURE:
+                raw = [self.value(spec, row) for row in range(self.size)]
+                raw = [None if item is None else str(item) for item in raw]
+            else:
+                extract = _TX_VALUES[spec.name]
+                raw = [extract(v.transaction) for v in self.vectors]
+            null: BoolArray | None = None
+            if spec.nullable:
+                null = np.array([item is None for item in raw], dtype=np.bool_).reshape(self.size)
+                if null.any():
+                    raw = ["" if item is None else item for item in raw]
+                else:
+                    null = None  # no nulls in this batch: skip masking in every comparison
+            column = (np.array(raw, dtype=np.str_).reshape(self.size), null)
             self._strings[spec.name] = column
         return column
 
@@ -169,6 +201,7 @@ class Program:
         self._source_roots = tuple(roots)
         self._index: dict[tuple[Node, Side], int] = {}
         self._instructions: list[tuple[Instruction, tuple[int, ...]]] = []
+        self._fields: dict[str, FieldSpec] = {}
         self._roots = [self._slot(root, "t") for root in roots]
 
     def __reduce__(self) -> tuple[type[Program], tuple[tuple[Node, ...]]]:
@@ -182,6 +215,7 @@ class Program:
     def run(self, columns: Columns) -> BoolArray:
         """Matrix[i, j] is True when root i is true for transaction j (unknown counts as not true)."""
         slots: Slots = [None] * len(self._instructions)
+        columns.prefetch(self._fields.values())
         with np.errstate(all="ignore"):
             for position, (instruction, _deps) in enumerate(self._instructions):
                 slots[position] = instruction(slots, columns)
@@ -224,6 +258,7 @@ class Program:
         if op == "field":
             spec = node.value
             assert isinstance(spec, FieldSpec)
+            self._fields[spec.name] = spec
             if spec.type is ValueType.NUMBER:
                 return (lambda _s, c: c.number(spec)), ()
             if spec.type is ValueType.STRING:
