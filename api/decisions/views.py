@@ -46,7 +46,6 @@ async def score(request: Request, ctx: Ctx, principal: CanScore) -> ScoreRespons
     """Runs the current features and the statistical, rule and ML detectors on one transaction
     without waiting for the stream, and answers approve / review / decline by the configured
     thresholds. Nothing is stored: submit the transaction with `POST /v1/transactions` as well."""
-    scorer = ctx.ports.require_scorer()
     body = await read_json(request)
     check_tenants([body], principal)
     outcome = validate_item(0, body, principal)
@@ -55,6 +54,7 @@ async def score(request: Request, ctx: Ctx, principal: CanScore) -> ScoreRespons
             "the transaction is invalid",
             details=[{**e, "loc": ["body", *e["loc"]]} for e in outcome.errors],
         )
+    scorer = ctx.ports.require_scorer()
     transaction = outcome.transaction
     try:
         result = await run_in_threadpool(scorer.score, transaction)
