@@ -62,6 +62,25 @@ _TX_VALUES: Final[dict[str, Callable[[Transaction], float | str | None]]] = {
 }
 
 
+# Transaction attributes that are read as they are (no derivation): fetched together in prefetch.
+_ATTRIBUTES: Final = frozenset(
+    {
+        "amount",
+        "currency",
+        "channel",
+        "country",
+        "merchant_category",
+        "merchant_id",
+        "account_id",
+        "tenant_id",
+        "card_id",
+        "device_id",
+        "lat",
+        "lon",
+    }
+)
+
+
 class Columns:
     """Typed columns of one micro-batch; each column is extracted once and cached."""
 
@@ -73,28 +92,38 @@ class Columns:
         self._truthy: dict[str, tuple[BoolArray, BoolArray]] = {}
 
     def prefetch(self, specs: Iterable[FieldSpec]) -> None:
-        """Extract many numeric features in one pass over the batch (one dict walk per vector, not per column)."""
-        names = [
-            spec.name
-            for spec in specs
-            if spec.source is FieldSource.FEATURE
-            and spec.type is not ValueType.STRING
-            and spec.name not in self._numbers
-        ]
-        if len(names) < 2 or not self.size:
+        """Extract every column a program needs in two passes over the batch, not one pass per column.
+
+        Features come from each vector's dict with one itemgetter call; plain transaction
+        attributes with one attrgetter call. Derived fields (hour, weekday, ip) stay per column.
+        """
+        if not self.size:
             return
-        getter = operator.itemgetter(*names)
-        rows = []
-        for vector in self.vectors:
-            features = vector.features
-            try:
-                rows.append(getter(features))
-            except KeyError:  # a vector without some features: those are missing (null)
-                rows.append(tuple(features.get(name) for name in names))
-        # numpy turns None into NaN for a float dtype; the transpose makes each column contiguous.
-        matrix = np.ascontiguousarray(np.array(rows, dtype=np.float64).reshape(self.size, len(names)).T)
-        for index, name in enumerate(names):
-            self._numbers[name] = matrix[index]
+        wanted = [spec for spec in specs if spec.name not in self._numbers and spec.name not in self._strings]
+        features = [s for s in wanted if s.source is FieldSource.FEATURE and s.type is not ValueType.STRING]
+        attributes = [s for s in wanted if s.source is FieldSource.TRANSACTION and s.name in _ATTRIBUTES]
+        if len(features) > 1:
+            names = [spec.name for spec in features]
+            getter = operator.itemgetter(*names)
+            rows = []
+            for vector in self.vectors:
+                values = vector.features
+                try:
+                    rows.append(getter(values))
+                except KeyError:  # a vector without some features: those are missing (null)
+                    rows.append(tuple(values.get(name) for name in names))
+            # numpy turns None into NaN for a float dtype; the transpose makes each column contiguous.
+            matrix = np.ascontiguousarray(np.array(rows, dtype=np.float64).reshape(self.size, len(names)).T)
+            for index, name in enumerate(names):
+                self._numbers[name] = matrix[index]
+        if len(attributes) > 1:
+            fetch = operator.attrgetter(*(spec.name for spec in attributes))
+            columns = zip(*(fetch(vector.transaction) for vector in self.vectors), strict=True)
+            for spec, raw in zip(attributes, columns, strict=True):
+                if spec.type is ValueType.STRING:
+                    self._strings[spec.name] = self._string_column(list(raw), spec.nullable)
+                else:  # amount (Decimal) and lat/lon (None -> NaN) convert in numpy's C loop
+                    self._numbers[spec.name] = np.array(raw, dtype=np.float64).reshape(self.size)
 
     def number(self, spec: FieldSpec) -> FloatArray:
         column = self._numbers.get(spec.name)
@@ -119,16 +148,20 @@ class Columns:
             else:
                 extract = _TX_VALUES[spec.name]
                 raw = [extract(v.transaction) for v in self.vectors]
-            null: BoolArray | None = None
-            if spec.nullable:
-                null = np.array([item is None for item in raw], dtype=np.bool_).reshape(self.size)
-                if null.any():
-                    raw = ["" if item is None else item for item in raw]
-                else:
-                    null = None  # no nulls in this batch: skip masking in every comparison
-            column = (np.array(raw, dtype=np.str_).reshape(self.size), null)
+            column = self._string_column(raw, spec.nullable)
             self._strings[spec.name] = column
         return column
+
+    def _string_column(self, raw: list[Any], nullable: bool) -> StrColumn:
+        null: BoolArray | None = None
+        if nullable:
+            null = np.array([item is None for item in raw], dtype=np.bool_).reshape(self.size)
+            if null.any():
+                raw = ["" if item is None else item for item in raw]
+            else:
+                null = None  # no nulls in this batch: skip masking in every comparison
+        # StrEnum members (channel) are str instances holding their value, so they convert as text.
+        return np.array(raw, dtype=np.str_).reshape(self.size), null
 
     def truth(self, spec: FieldSpec) -> tuple[BoolArray, BoolArray]:
         """(is true, is false) of a boolean feature stored as a number: non-zero is true."""
