@@ -60,7 +60,7 @@ def subject(token_for: TokenFactory) -> str:
 
 
 def _status(client: TestClient, token: str) -> int:
-    return client.get("/v1/auth/me", headers=bearer(token)).status_code
+    return int(client.get("/v1/auth/me", headers=bearer(token)).status_code)
 
 
 def test_a_well_formed_token_is_accepted(
