@@ -221,7 +221,7 @@ def publish_version(
             connection,
             actor=author,
             tenant_id=current.tenant_id,
-            action="rule.publish",
+            action="rule.version",  # same action name as the API writes
             rule_id=rule_id,
             details={"version": version, "previous_version": current.current_version, "changed": changed, **after},
         )

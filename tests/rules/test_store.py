@@ -74,7 +74,7 @@ def test_create_publish_disable_enable_keeps_every_version_and_audits_each_chang
     audit = _audit(db, "big-spend")
     assert [(action, actor) for action, actor, _ in audit] == [
         ("rule.create", "ana"),
-        ("rule.publish", "bo"),
+        ("rule.version", "bo"),
         ("rule.disable", "cy"),
         ("rule.enable", "cy"),
     ]
