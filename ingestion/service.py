@@ -235,10 +235,13 @@ def run_ingest(
     engine = make_engine(settings, pool_size=1)
     health.add_check("database", lambda: database_ready(engine))
     group = consumer_group(settings)
-    transactional_id = f"{group}-{instance_id or default_instance_id()}"
+    instance = instance_id or default_instance_id()
+    transactional_id = f"{group}-{instance}"
     producer = TransactionalProducer(settings, service=SERVICE, transactional_id=transactional_id)
     producer.init_transactions()
-    consumer = make_consumer(settings, group_id=group)
+    # Static membership: a restarted replica takes its partitions back at once instead of
+    # waiting a session timeout for the dead member to be evicted.
+    consumer = make_consumer(settings, group_id=group, **{"group.instance.id": instance})
     handler = IngestHandler(
         settings=settings,
         consumer=consumer,

@@ -1,0 +1,117 @@
+"""`vigil run ingest` as a real process, killed with SIGKILL mid-batch and restarted: still exactly once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pytest
+from sqlalchemy import Engine
+
+from core.kafka import DLQ_REASON
+from core.settings import Settings
+from core.topics import TX_DLQ, TX_VALID
+from tests.ingestion.helpers import (
+    body,
+    committed_lag,
+    encode,
+    header,
+    produce_raw,
+    row_counts,
+    topic_messages,
+    transaction,
+    wait_for,
+)
+from tests.ingestion.test_service import MALFORMED
+
+pytestmark = pytest.mark.integration
+
+VIGIL = Path(sys.executable).with_name("vigil")
+
+
+def start_ingest(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "VIGIL_ENVIRONMENT": "test",
+        "VIGIL_DATABASE_URL": settings.database_url,
+        "VIGIL_KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
+        "VIGIL_KAFKA_PARTITIONS": str(settings.kafka_partitions),
+        "VIGIL_BATCH_SIZE": str(settings.batch_size),
+        "VIGIL_LOG_FORMAT": "text",
+        "VIGIL_METRICS_PORT": "0",
+    }
+    with log.open("ab") as sink:
+        return subprocess.Popen(
+            [str(VIGIL), "run", "ingest", "--instance-id", "crash-test"],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def kill_when_rows_change(process: subprocess.Popen[bytes], db: Engine, *, timeout: float = 60) -> int:
+    """SIGKILL the moment a database commit lands: the Kafka transaction of that batch is still open."""
+    before, _ = row_counts(db)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows, _ = row_counts(db)
+        if rows != before:
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=10)
+            return rows
+        assert process.poll() is None, "ingest exited on its own"
+        time.sleep(0.002)
+    raise AssertionError("no batch was committed to the database in time")
+
+
+def test_sigkill_mid_batch_and_restart_loses_nothing_and_doubles_nothing(
+    topics: Settings, db: Engine, tmp_path: Path
+) -> None:
+    settings = topics.model_copy(update={"batch_size": 250})
+    valid = [transaction(n) for n in range(6000)]
+    malformed = list(MALFORMED.values())
+    for chunk in range(0, len(valid), 1000):
+        produce_raw(settings, [encode(p) for p in valid[chunk : chunk + 1000]])
+        produce_raw(settings, malformed[chunk // 1000 :: 6])
+    log = tmp_path / "ingest.log"
+
+    hits_between_commits = 0
+    for _ in range(4):
+        process = start_ingest(settings, log)
+        try:
+            rows_at_kill = kill_when_rows_change(process, db)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
+        # More rows than visible tx.valid messages: the kill landed between the two commits.
+        if rows_at_kill > len(topic_messages(settings, TX_VALID)):
+            hits_between_commits += 1
+
+    process = start_ingest(settings, log)
+    try:
+        wait_for(lambda: committed_lag(settings) == 0, timeout=120, what="the last run to finish")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0, log.read_text()[-3000:]
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+    assert hits_between_commits >= 1, "no kill landed between the database and the Kafka commit"
+    assert row_counts(db) == (len(valid), len(valid))
+    out = topic_messages(settings, TX_VALID)
+    ids = Counter(orjson.loads(body(m))["transaction_id"] for m in out)
+    assert len(out) == len(valid), f"{len(out) - len(valid)} extra tx.valid messages"
+    assert set(ids) == {p["transaction_id"] for p in valid}
+    assert max(ids.values()) == 1
+    dead = topic_messages(settings, TX_DLQ)
+    assert len(dead) == len(malformed)
+    assert Counter(header(m, DLQ_REASON) for m in dead) == Counter(MALFORMED.keys())
+    assert "Traceback" not in log.read_text()
