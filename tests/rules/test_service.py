@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
@@ -94,3 +99,33 @@ def test_rule_changes_apply_to_later_messages_without_restart(service: StopFlag,
     assert len(published) >= 1
     dead = read_all(topics, topics.topic(TX_DLQ))
     assert [m.value() for m in dead] == [b"{not json"]  # malformed input is dead-lettered, not a crash
+
+
+def test_cli_service_starts_loads_rules_and_stops_on_sigterm(topics: Settings, db: Engine) -> None:
+    create_rule(engine=db, rule_id="big", name="Big payment", expression="amount > 100", author="ana")
+    env = {
+        **os.environ,
+        "VIGIL_DATABASE_URL": topics.database_url,
+        "VIGIL_KAFKA_TOPIC_PREFIX": topics.kafka_topic_prefix,
+        "VIGIL_LOG_FORMAT": "json",
+    }
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("vigil")), "run", "detect-rules", "--group", "rules-cli-test"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _send(topics, [vector(7, amount="700.00")])
+        _wait(lambda: "tx-7" in _flagged(db), timeout=90)
+        process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        _, stderr = process.communicate(timeout=15)
+        assert time.monotonic() - started < 10, "must stop within 10 s of SIGTERM"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0
+    assert '"msg": "rules loaded"' in stderr and '"rules": 1' in stderr
+    assert _flagged(db)["tx-7"] == {("rule:big", "1")}
