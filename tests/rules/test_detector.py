@@ -23,7 +23,7 @@ def active(rule_id: str, expression: str, *, severity: Severity = Severity.WARNI
         description="",
         expression=expression,
         severity=severity,
-        **extra,  # type: ignore[arg-type]
+        **extra,
     )
 
 
