@@ -106,8 +106,11 @@ class ProducerPool:
         producer = self._take()
         try:
             yield producer
-        finally:
-            self._idle.put(producer)
+        except BaseException:
+            # A producer that failed may still hold undelivered messages: replace it rather than reuse it.
+            self._idle.put(DeliveringProducer(self._settings, service="api"))
+            raise
+        self._idle.put(producer)
 
     def _take(self) -> DeliveringProducer:
         try:

@@ -177,7 +177,8 @@ def produce_accepted(
             producer.flush_or_raise(timeout=10.0)
         except KafkaDeliveryError as exc:
             raise UnavailableError(
-                f"Kafka did not confirm delivery ({exc}); nothing is guaranteed accepted, retry the request",
+                f"Kafka did not confirm delivery ({exc}); retry the request (a retried item that did arrive "
+                "is recognised downstream by its transaction id)",
                 code="delivery_failed",
                 headers={"Retry-After": "1"},
             ) from None
