@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import click
 
@@ -173,5 +176,155 @@ def dlq_replay(
             click.echo(f"{label}: {len(refs_of)} ({', '.join(refs_of[:10])}{' ...' if len(refs_of) > 10 else ''})")
 
 
+# --- vigil generate --------------------------------------------------------------------------
+
+
+def _parse_start(value: str | None) -> datetime:
+    if value is None or value == "now":
+        now = datetime.now(UTC)
+        return now.replace(microsecond=now.microsecond // 1000 * 1000)
+    try:
+        start = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter("expected ISO 8601, e.g. 2026-01-01T00:00:00Z", param_hint="--start") from None
+    if start.tzinfo is None:
+        raise click.BadParameter("give a UTC offset, e.g. 2026-01-01T00:00:00Z", param_hint="--start")
+    return start
+
+
+def _parse_tenants(value: str) -> tuple[str, ...]:
+    if value.isdigit():
+        count = int(value)
+        if not 1 <= count <= 10_000:
+            raise click.BadParameter("between 1 and 10000 tenants", param_hint="--tenants")
+        return tuple(f"tenant-{n}" for n in range(1, count + 1))
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    if not names:
+        raise click.BadParameter("a count or comma-separated tenant ids", param_hint="--tenants")
+    return names
+
+
+@click.command("generate")
+@click.option("--rate", default=100.0, show_default=True, type=click.FloatRange(min=0.001), help="Transactions/s.")
+@click.option(
+    "--duration", default=60.0, show_default=True, type=click.FloatRange(min=0), help="Seconds; 0 = until stopped."
+)
+@click.option("--accounts", default=1000, show_default=True, type=click.IntRange(1, 10_000_000))
+@click.option("--merchants", default=200, show_default=True, type=click.IntRange(1, 1_000_000))
+@click.option("--fraud-rate", default=0.01, show_default=True, type=click.FloatRange(0, 0.5), help="Fraud share.")
+@click.option("--seed", default=None, type=click.IntRange(min=0), help="Same seed, same data (default: random).")
+@click.option("--to", "target", type=click.Choice(["kafka", "http", "file"]), default="kafka", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="File to write (--to file).")
+@click.option("--format", "file_format", type=click.Choice(["jsonl", "csv", "parquet"]), help="Default: suffix.")
+@click.option("--labels", "labels_path", type=click.Path(dir_okay=False, path_type=Path), help="Labels CSV to write.")
+@click.option("--labels-topic", is_flag=True, help="Also publish labels to the `labels` topic (--to kafka).")
+@click.option("--tenants", default="1", show_default=True, help="A count (tenant-1..N) or comma-separated ids.")
+@click.option("--start", default=None, help="Event time of the first transaction, ISO 8601 (default: now).")
+@click.option(
+    "--event-rate",
+    default=None,
+    type=click.FloatRange(min=1e-6),
+    help="Transactions per second of event time (default: --rate); lets a short run cover days of history.",
+)
+@click.option("--token", envvar="VIGIL_TOKEN", default=None, help="Bearer token for --to http (env VIGIL_TOKEN).")
+@click.pass_context
+def generate_command(
+    ctx: click.Context,
+    rate: float,
+    duration: float,
+    accounts: int,
+    merchants: int,
+    fraud_rate: float,
+    seed: int | None,
+    target: str,
+    out: Path | None,
+    file_format: str | None,
+    labels_path: Path | None,
+    labels_topic: bool,
+    tenants: str,
+    start: str | None,
+    event_rate: float | None,
+    token: str | None,
+) -> None:
+    """Synthetic transactions with labelled fraud typologies, to Kafka, the HTTP API or a file."""
+    import secrets
+    import time
+    from contextlib import ExitStack
+
+    from core.kafka import StopFlag
+    from vigil.generator import (
+        GeneratorConfig,
+        HttpSink,
+        KafkaSink,
+        LabelFile,
+        SyntheticStream,
+        TransactionFile,
+        format_for,
+        stream_paced,
+    )
+
+    settings = _settings(ctx)
+    if target == "file" and out is None:
+        raise click.UsageError("--to file needs --out PATH")
+    if target == "file" and duration == 0:
+        raise click.UsageError("--to file needs a finite --duration")
+    if target == "http" and not token:
+        raise click.UsageError("--to http needs --token (or VIGIL_TOKEN)")
+    if seed is None:
+        seed = secrets.randbelow(2**31)
+        click.echo(f"seed: {seed}", err=True)
+    config = GeneratorConfig(
+        rate=rate,
+        duration=duration,
+        accounts=accounts,
+        merchants=merchants,
+        fraud_rate=fraud_rate,
+        seed=seed,
+        tenants=_parse_tenants(tenants),
+        start=_parse_start(start),
+        event_rate=event_rate,
+    )
+    stream = SyntheticStream(config)
+    started = time.perf_counter()
+    generated = fraud = 0
+    with ExitStack() as stack:
+        label_file = stack.enter_context(LabelFile(labels_path)) if labels_path is not None else None
+
+        def batches() -> Any:
+            nonlocal generated, fraud
+            for batch in stream.batches():
+                generated += len(batch.transactions)
+                fraud += len(batch.labels)
+                if label_file is not None:
+                    label_file.write(batch.labels)
+                yield batch
+
+        if target == "file":
+            assert out is not None
+            with TransactionFile(out, format_for(out, file_format)) as sink_file:
+                for batch in batches():
+                    sink_file.write(batch)
+        else:
+            stop = StopFlag()
+            stop.install()
+            sink: Any = (
+                KafkaSink(settings, labels_topic=labels_topic)
+                if target == "kafka"
+                else HttpSink(base_url=settings.public_url, token=token or "")
+            )
+            try:
+                stream_paced(batches(), sink, rate=rate, should_stop=lambda: stop.is_set)
+            finally:
+                sink.close()
+    elapsed = time.perf_counter() - started
+    share = fraud / generated if generated else 0.0
+    where = str(out) if target == "file" else target
+    click.echo(
+        f"generated {generated} transactions ({fraud} fraud, {share:.2%}) to {where} "
+        f"in {elapsed:.2f}s ({generated / elapsed if elapsed else 0:,.0f} tx/s)",
+        err=True,
+    )
+
+
 run_commands = [ingest_command]
-commands: list[click.Command] = [schema_group, dlq_group]
+commands: list[click.Command] = [schema_group, dlq_group, generate_command]
