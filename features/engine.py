@@ -36,7 +36,7 @@ _WIDTHS: Final = np.array([float(w[2]) for w in WINDOWS])
 _COUNTS: Final = np.array([w[3] for w in WINDOWS], dtype=np.int64)
 _OFFSETS: Final = np.concatenate(([0], np.cumsum(_COUNTS)[:-1])).astype(np.int64)
 _RING: Final = int(_COUNTS.sum())
-_EMPTY_BUCKET: Final = np.iinfo(np.int64).min // 2
+_EMPTY_BUCKET: Final = np.iinfo(np.int32).min // 2
 _PAIR_SHIFT: Final = 1 << 32
 _STATE_FORMAT: Final = 1
 
@@ -121,11 +121,13 @@ class Batch:
 class _Kind:
     """Slots and window/history state of one entity kind (account, card, ...)."""
 
-    def __init__(self, capacity: int = 1024) -> None:
+    def __init__(self, capacity: int = 1024, *, distinct: bool = False) -> None:
         self.slots: dict[str, int] = {}
         self.capacity = 0
-        self.ring_id = np.empty((0, _RING), dtype=np.int64)
-        self.ring_cnt = np.empty((0, _RING))
+        # Compact dtypes: bucket ids fit int32 (bucket widths >= 5 min) and counts are exact in float32
+        # up to 16M per bucket; amounts stay float64 so sums and maxima are exact to the cent.
+        self.ring_id = np.empty((0, _RING), dtype=np.int32)
+        self.ring_cnt = np.empty((0, _RING), dtype=np.float32)
         self.ring_sum = np.empty((0, _RING))
         self.ring_sq = np.empty((0, _RING))
         self.ring_max = np.empty((0, _RING))
@@ -133,8 +135,10 @@ class _Kind:
         self.hist_n = np.empty(0)
         self.hist_mean = np.empty(0)
         self.hist_m2 = np.empty(0)
-        self.dist_id = np.empty((0, DISTINCT_BUCKETS), dtype=np.int64)
-        self.dist_cnt = np.empty((0, DISTINCT_BUCKETS))
+        # Distinct-partner rings only where a feature uses them (account, device, ip).
+        width = DISTINCT_BUCKETS if distinct else 0
+        self.dist_id = np.empty((0, width), dtype=np.int32)
+        self.dist_cnt = np.empty((0, width), dtype=np.float32)
         self._grow(capacity)
 
     _FILL: Final = {
@@ -176,7 +180,7 @@ class _Kind:
 
     def ensure_capacity(self) -> None:
         if len(self.slots) > self.capacity:
-            self._grow(max(len(self.slots), self.capacity * 2))
+            self._grow(max(len(self.slots), self.capacity * 3 // 2))
 
     def arrays(self) -> dict[str, np.ndarray]:
         size = len(self.slots)
@@ -188,7 +192,7 @@ class _Kind:
         for name in self._FILL:
             setattr(self, name, arrays[name].copy())
         self.capacity = len(names)
-        self._grow(max(1024, len(names) * 2))
+        self._grow(max(1024, len(names) * 3 // 2))
 
     def nbytes(self) -> int:
         return sum(getattr(self, name).nbytes for name in self._FILL)
@@ -197,11 +201,11 @@ class _Kind:
 class _AccountExtras:
     def __init__(self) -> None:
         self.geo_last = np.empty((0, 3))
-        self.hours = np.empty((0, 24))
+        self.hours = np.empty((0, 24), dtype=np.float32)
         self.recent = np.empty((0, RECENT_AMOUNTS))
         self.recent_n = np.empty(0, dtype=np.int64)
-        self.country_ring_id = np.empty((0, DISTINCT_BUCKETS), dtype=np.int64)
-        self.country_ring_cnt = np.empty((0, DISTINCT_BUCKETS))
+        self.country_ring_id = np.empty((0, DISTINCT_BUCKETS), dtype=np.int32)
+        self.country_ring_cnt = np.empty((0, DISTINCT_BUCKETS), dtype=np.float32)
 
     _FILL: Final = {
         "geo_last": np.nan,
@@ -245,11 +249,28 @@ _DEVICE_ACCOUNTS: Final = column("device_distinct_accounts_24h")
 _IP_ACCOUNTS: Final = column("ip_distinct_accounts_24h")
 
 
+@dataclass(frozen=True, slots=True)
+class StateCopy:
+    """A detached copy of an engine's state; `to_bytes()` is safe on another thread."""
+
+    header: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        np.savez(buffer, allow_pickle=False, **self.arrays)
+        header = orjson.dumps(self.header)
+        body = len(header).to_bytes(8, "big") + header + buffer.getvalue()
+        return zlib.compress(body, 1)
+
+
 class FeatureEngine:
     """All feature state, and the one function that turns transactions into feature rows."""
 
     def __init__(self) -> None:
-        self.kinds: dict[str, _Kind] = {kind: _Kind() for kind in ENTITY_KINDS}
+        self.kinds: dict[str, _Kind] = {
+            kind: _Kind(distinct=kind in ("account", "device", "ip")) for kind in ENTITY_KINDS
+        }
         self.extras = _AccountExtras()
         self.extras.resize(self.kinds["account"].capacity)
         self.countries: dict[str, int] = {}
@@ -426,6 +447,14 @@ class FeatureEngine:
 
     def to_bytes(self) -> bytes:
         """The whole state, exactly (compressed numpy arrays plus the key maps)."""
+        return self.copy_state().to_bytes()
+
+    def copy_state(self) -> StateCopy:
+        """A consistent copy of the state, cheap enough to take between batches.
+
+        Serialising and compressing the copy (`StateCopy.to_bytes`) is the slow part and
+        can run on another thread while the engine goes on.
+        """
         arrays: dict[str, np.ndarray] = {}
         names: dict[str, Any] = {
             "format": _STATE_FORMAT,
@@ -435,17 +464,13 @@ class FeatureEngine:
         }
         for kind_name, kind in self.kinds.items():
             for name, array in kind.arrays().items():
-                arrays[f"{kind_name}.{name}"] = array
+                arrays[f"{kind_name}.{name}"] = array.copy()
             names[kind_name] = list(kind.slots)
-        arrays.update(self.extras.arrays(len(self.kinds["account"].slots)))
+        arrays.update({k: v.copy() for k, v in self.extras.arrays(len(self.kinds["account"].slots)).items()})
         for pair_name, pairs in self.pairs.items():
             arrays[f"pairs.{pair_name}.keys"] = np.fromiter(pairs.keys(), dtype=np.int64, count=len(pairs))
             arrays[f"pairs.{pair_name}.times"] = np.fromiter(pairs.values(), dtype=np.float64, count=len(pairs))
-        buffer = io.BytesIO()
-        np.savez(buffer, allow_pickle=False, **arrays)
-        header = orjson.dumps(names)
-        body = len(header).to_bytes(8, "big") + header + buffer.getvalue()
-        return zlib.compress(body, 1)
+        return StateCopy(header=names, arrays=arrays)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> FeatureEngine:

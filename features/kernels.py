@@ -14,7 +14,7 @@ import math
 import numpy as np
 from numba import njit
 
-from features.registry import GEO_MIN_HOURS
+from features.registry import DISTINCT_BUCKET_SECONDS, GEO_MIN_HOURS
 
 _EARTH_RADIUS_KM = 6371.0088
 _HOUR = 3600.0
@@ -141,7 +141,7 @@ def distinct_24h(
     means the pair does not exist (e.g. no device).
     """
     n_buckets = ring_id.shape[1]
-    width = _HOUR
+    width = float(DISTINCT_BUCKET_SECONDS)
     for i in range(times.shape[0]):
         s = slots[i]
         if s < 0:

@@ -52,7 +52,8 @@ class Sequencer(Generic[T]):
             raise ValueError("allowed lateness must be >= 0")
         self.allowed_lateness = allowed_lateness
         self.partitions: dict[int, PartitionProgress] = {p: PartitionProgress() for p in partitions}
-        self._heap: list[Pending[T]] = []
+        # Plain tuples: their comparison runs in C (a dataclass __lt__ costs ~0.5 us per call).
+        self._heap: list[tuple[float, str, int, int, T]] = []
         self.last_released: tuple[float, str] | None = None
 
     def __len__(self) -> int:
@@ -68,7 +69,7 @@ class Sequencer(Generic[T]):
             progress.max_time = time
         progress.next_offset = offset + 1
         if not late:
-            heapq.heappush(self._heap, Pending(time, transaction_id, partition, offset, item))
+            heapq.heappush(self._heap, (time, transaction_id, partition, offset, item))
         return late
 
     def skip(self, *, partition: int, offset: int) -> None:
@@ -90,8 +91,10 @@ class Sequencer(Generic[T]):
         limit = self.watermark(idle)
         heap = self._heap
         released = []
-        while heap and heap[0].time <= limit:
-            released.append(heapq.heappop(heap))
+        pop = heapq.heappop
+        while heap and heap[0][0] <= limit:
+            time, transaction_id, partition, offset, item = pop(heap)
+            released.append(Pending(time, transaction_id, partition, offset, item))
         if released:
             last = released[-1]
             self.last_released = (last.time, last.transaction_id)
@@ -99,7 +102,7 @@ class Sequencer(Generic[T]):
 
     def pending(self) -> list[Pending[T]]:
         """Buffered events in release order (for snapshots)."""
-        return sorted(self._heap)
+        return [Pending(t, txid, p, o, item) for t, txid, p, o, item in sorted(self._heap, key=lambda e: e[:2])]
 
     def state(self, encode: Any) -> dict[str, Any]:
         """JSON-ready state; `encode(item)` turns a buffered item into JSON-ready data."""
@@ -122,7 +125,7 @@ class Sequencer(Generic[T]):
             progress.max_time = _NEG_INF if max_time is None else float(max_time)
             progress.next_offset = int(next_offset)
         sequencer._heap = [
-            Pending(float(t), str(txid), int(p), int(o), decode(item)) for t, txid, p, o, item in state["pending"]
+            (float(t), str(txid), int(p), int(o), decode(item)) for t, txid, p, o, item in state["pending"]
         ]
         heapq.heapify(sequencer._heap)
         last = state.get("last_released")

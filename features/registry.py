@@ -16,12 +16,13 @@ ENTITY_KINDS: Final[tuple[str, ...]] = ("account", "card", "merchant", "device",
 
 # (suffix, window length in seconds, bucket width in seconds, bucket count): the window
 # covers the current bucket and the previous count-1, so it always includes the last
-# (window - bucket) and never anything older than the window.
+# (window - bucket) and never anything older than the window. Twelve buckets per window keep
+# the precision at 1/12 of the window and the state at ~1.5 KB per entity (see docs/features.md).
 WINDOWS: Final[tuple[tuple[str, int, int, int], ...]] = (
     ("1h", 3_600, 300, 12),
-    ("24h", 86_400, 3_600, 24),
-    ("7d", 7 * 86_400, 6 * 3_600, 28),
-    ("30d", 30 * 86_400, 86_400, 30),
+    ("24h", 86_400, 2 * 3_600, 12),
+    ("7d", 7 * 86_400, 14 * 3_600, 12),
+    ("30d", 30 * 86_400, 60 * 3_600, 12),
 )
 DISTINCT_BUCKET_SECONDS: Final = 3_600
 DISTINCT_BUCKETS: Final = 24

@@ -19,8 +19,9 @@ import logging
 import time
 import zlib
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -31,7 +32,7 @@ from core.kafka import DeadLetter, DeliveringProducer, StopFlag, make_consumer, 
 from core.settings import Settings
 from core.topics import TX_FEATURES, TX_VALID
 from features.codec import MalformedTransactionError, Tx, decode_transaction, encode_vectors
-from features.engine import Batch, FeatureEngine
+from features.engine import Batch, FeatureEngine, StateCopy
 from features.errors import FeaturesError
 from features.ordering import Sequencer
 from features.store import SnapshotStore, choose_snapshot
@@ -76,8 +77,12 @@ def _decode_item(raw: str) -> Tx:
 
 def pack_state(engine: FeatureEngine, sequencer: Sequencer[Tx]) -> bytes:
     """Engine and sequencer in one blob (both exact)."""
-    engine_bytes = engine.to_bytes()
-    ordering = zlib.compress(orjson.dumps(sequencer.state(_encode_item)), 1)
+    return _pack(engine.copy_state(), sequencer.state(_encode_item))
+
+
+def _pack(engine_state: StateCopy, ordering_state: dict[str, Any]) -> bytes:
+    engine_bytes = engine_state.to_bytes()
+    ordering = zlib.compress(orjson.dumps(ordering_state), 1)
     return len(engine_bytes).to_bytes(8, "big") + engine_bytes + ordering
 
 
@@ -108,6 +113,9 @@ class FeatureStage:
         self._target = settings.topic(TX_FEATURES)
         self._store = SnapshotStore(database, source_topic=self._source)
         self._reader: Consumer = make_consumer(settings, group_id=f"{settings.topic('vigil-features')}-reader")
+        self._probe: Consumer = make_consumer(settings, group_id=f"{settings.topic('vigil-features')}-probe")
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feature-snapshots")
+        self._writing: Future[None] | None = None
         self._producer = DeliveringProducer(settings, service=SERVICE)
         self._partitions: list[int] = []
         self._output_partitions: list[int] = []
@@ -213,9 +221,11 @@ class FeatureStage:
             self._health.set_ready(False)
             try:
                 if clean:
-                    self._snapshot()
+                    self._snapshot(wait=True)
             finally:
+                self._writer.shutdown(wait=True)
                 self._reader.close()
+                self._probe.close()
             log.info("stopped cleanly" if clean else "stopped on error", extra={"service": SERVICE})
 
     def step(self) -> None:
@@ -291,44 +301,79 @@ class FeatureStage:
 
     def _idle(self, now: float) -> list[int]:
         """Partitions caught up with their log end and silent for `idle_seconds`."""
+        silent = [
+            partition
+            for partition in self._partitions
+            if now - self._last_seen.get(partition, now) >= self._options.idle_seconds
+        ]
+        if not silent:
+            return []  # every partition spoke recently: no broker round trip needed
         if now - self._high_refreshed >= _WATERMARK_REFRESH_SECONDS:
+            # The probe is a consumer that fetches nothing, so it answers in ~1 ms (the reader
+            # answers only between its fetches).
             for partition in self._partitions:
-                self._high[partition] = self._reader.get_watermark_offsets(
+                self._high[partition] = self._probe.get_watermark_offsets(
                     TopicPartition(self._source, partition), timeout=_METADATA_TIMEOUT, cached=False
                 )
             self._high_refreshed = now
         idle = []
-        for partition, progress in self._sequencer.partitions.items():
+        for partition in silent:
             low, high = self._high.get(partition, (0, 1))
+            progress = self._sequencer.partitions[partition]
             position = progress.next_offset if progress.next_offset >= 0 else low
-            if position >= high and now - self._last_seen.get(partition, now) >= self._options.idle_seconds:
+            if position >= high:
                 idle.append(partition)
         return idle
 
-    def _snapshot(self) -> None:
+    def _snapshot(self, *, wait: bool = False) -> None:
+        """Checkpoint: flush outputs, note the output log ends, copy state; write it in the background.
+
+        Only the copy happens between batches; serialising, compressing and storing run on a
+        writer thread while the stage goes on. One snapshot is in flight at a time; a failed
+        write is raised here on the next call, so the process restarts from the previous one.
+        """
+        if self._writing is not None:
+            if not self._writing.done() and not wait:
+                return
+            self._writing.result()
+            self._writing = None
         started = time.monotonic()
         self._producer.flush_or_raise()
         offsets = {}
         for partition in self._output_partitions:
-            _, high = self._reader.get_watermark_offsets(
+            _, high = self._probe.get_watermark_offsets(
                 TopicPartition(self._target, partition), timeout=_METADATA_TIMEOUT, cached=False
             )
             offsets[partition] = high
-        snapshot_id = self._store.save(
-            owner=self._options.owner,
-            owned=self._owned,
-            processed=self._engine.processed,
-            output_offsets=offsets,
-            state=pack_state(self._engine, self._sequencer),
-        )
+        engine_state = self._engine.copy_state()
+        ordering_state = self._sequencer.state(_encode_item)
+        processed = self._engine.processed
         self._last_snapshot = time.monotonic()
+        log.info(
+            "snapshot taken", extra={"processed": processed, "pause_seconds": round(self._last_snapshot - started, 3)}
+        )
         for kind, count in self._engine.entity_counts().items():
             metrics.FEATURES_ENTITIES.labels(kind).set(count)
-        log.info(
-            "snapshot saved",
-            extra={
-                "snapshot_id": snapshot_id,
-                "processed": self._engine.processed,
-                "seconds": round(self._last_snapshot - started, 3),
-            },
-        )
+
+        def write() -> None:
+            begun = time.monotonic()
+            snapshot_id = self._store.save(
+                owner=self._options.owner,
+                owned=self._owned,
+                processed=processed,
+                output_offsets=offsets,
+                state=_pack(engine_state, ordering_state),
+            )
+            log.info(
+                "snapshot saved",
+                extra={
+                    "snapshot_id": snapshot_id,
+                    "processed": processed,
+                    "seconds": round(time.monotonic() - begun, 3),
+                },
+            )
+
+        self._writing = self._writer.submit(write)
+        if wait:
+            self._writing.result()
+            self._writing = None
