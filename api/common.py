@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 from fastapi import Query
-from pydantic import AwareDatetime, StringConstraints
+from pydantic import AwareDatetime, BeforeValidator, StringConstraints
 
 from api.errors import UnprocessableError
 
@@ -14,6 +15,17 @@ ID_PATTERN: Final = r"^[A-Za-z0-9._:@-]+$"
 # Free text may hold anything but NUL, which PostgreSQL cannot store.
 TEXT_PATTERN: Final = r"^[^\x00]*$"
 
+_ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]")
+
+
+def _iso_only(value: Any) -> Any:
+    # Pydantic would also read numbers as Unix timestamps; the documented format is ISO 8601 only.
+    if isinstance(value, datetime) or (isinstance(value, str) and _ISO_DATETIME.match(value)):
+        return value
+    raise ValueError("expected an ISO 8601 date-time with a UTC offset, e.g. 2026-11-24T10:00:00Z")
+
+
+IsoDatetime = Annotated[AwareDatetime, BeforeValidator(_iso_only)]
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=ID_PATTERN)]
 FreeText = Annotated[str, StringConstraints(max_length=4000, pattern=TEXT_PATTERN)]
 
@@ -27,11 +39,11 @@ TenantQuery = Annotated[
     ),
 ]
 FromQuery = Annotated[
-    AwareDatetime | None,
+    IsoDatetime | None,
     Query(alias="from", description="Inclusive lower bound of event time (ISO 8601 with offset)."),
 ]
 ToQuery = Annotated[
-    AwareDatetime | None, Query(alias="to", description="Exclusive upper bound of event time (ISO 8601 with offset).")
+    IsoDatetime | None, Query(alias="to", description="Exclusive upper bound of event time (ISO 8601 with offset).")
 ]
 IdQuery = Annotated[str | None, Query(min_length=1, max_length=128, pattern=ID_PATTERN)]
 

@@ -221,6 +221,10 @@ def install_error_handlers(app: FastAPI) -> None:
             return error_response(405, f"{request.method} is not allowed here", headers=headers)
         if exc.status_code == 404:
             return error_response(404, "no such resource", headers=headers)
+        if exc.status_code == 400 and exc.detail == _FASTAPI_BODY_ERROR:
+            # FastAPI says 400 for bodies that are not even text (e.g. invalid UTF-8); JSON that
+            # does not parse is 422 `json_invalid` everywhere else, so keep one answer for both.
+            return error_response(422, "the body is not valid JSON", code="json_invalid")
         return error_response(exc.status_code, str(exc.detail), headers=headers)
 
     @app.exception_handler(StatementError)
@@ -247,6 +251,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 _RETRY: Final = {"Retry-After": "1"}
+_FASTAPI_BODY_ERROR: Final = "There was an error parsing the body"
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -11,6 +12,8 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core import metrics
+
+_CONVERTOR = re.compile(r":[a-z]+}")
 
 
 class BodyTooLargeError(HTTPException):
@@ -95,7 +98,8 @@ class MetricsMiddleware:
             await self.app(scope, receive, recording)
         finally:
             route: Any = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            # The OpenAPI form of the template: `{case_id:uuid}` -> `{case_id}`.
+            template = _CONVERTOR.sub("}", getattr(route, "path", None) or "unmatched")
             method = scope.get("method", "?")
             metrics.HTTP_REQUESTS.labels(method, template, str(status)).inc()
             metrics.HTTP_DURATION.labels(method, template).observe(time.perf_counter() - started)

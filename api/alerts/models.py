@@ -7,9 +7,9 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from api.common import TEXT_PATTERN
+from api.common import TEXT_PATTERN, IsoDatetime
 
 MatchOp = Literal["=", "!=", "=~", "!~"]
 
@@ -87,8 +87,8 @@ class SilenceIn(BaseModel):
         Field(None, description="Omit for the token's only tenant; admins omit it to silence every tenant.")
     )
     matchers: list[MatcherIn] = Field(min_length=1, max_length=20)
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime
+    starts_at: IsoDatetime | None = None
+    ends_at: IsoDatetime
     comment: Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=r"^[^\x00]*\S[^\x00]*$")]
 
     @field_validator("matchers")

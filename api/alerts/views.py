@@ -101,7 +101,7 @@ def create_silence(principal: CanWriteSilences, connection: WriteDb, silence: Si
 
 
 @router.post(
-    "/v1/silences/{silence_id}:expire",
+    "/v1/silences/{silence_id:uuid}:expire",
     summary="End a silence now",
     response_model=SilenceView,
     responses=error_responses(401, 403, 404, 422, 429, 503),

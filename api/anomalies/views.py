@@ -83,7 +83,7 @@ def list_anomalies(
 
 
 @router.get(
-    "/{anomaly_id}",
+    "/{anomaly_id:uuid}",
     summary="One anomaly with reasons and feature snapshot",
     response_model=AnomalyDetail,
     responses=error_responses(401, 403, 404, 422, 429, 503),

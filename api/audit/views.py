@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
 from api.audit import service
 from api.audit.models import AuditEntry, AuditPage
-from api.common import IdQuery, TenantQuery, bounded
+from api.common import IdQuery, IsoDatetime, TenantQuery, bounded
 from api.deps import CanReadAudit, ReadDb
 from api.errors import error_responses
 from api.paging import DEFAULT_PAGE_SIZE, Cursor, Limit
@@ -32,8 +31,8 @@ def list_audit(
     object_id: IdQuery = None,
     actor: IdQuery = None,
     action: _Word = None,
-    since: Annotated[AwareDatetime | None, Query(alias="from", description="Inclusive lower bound.")] = None,
-    until: Annotated[AwareDatetime | None, Query(alias="to", description="Exclusive upper bound.")] = None,
+    since: Annotated[IsoDatetime | None, Query(alias="from", description="Inclusive lower bound.")] = None,
+    until: Annotated[IsoDatetime | None, Query(alias="to", description="Exclusive upper bound.")] = None,
     cursor: Cursor = None,
     limit: Limit = DEFAULT_PAGE_SIZE,
 ) -> AuditPage:

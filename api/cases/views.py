@@ -150,7 +150,7 @@ def _detail(connection: ReadDb, row: dict[str, object]) -> CaseDetail:
 
 
 @router.get(
-    "/{case_id}",
+    "/{case_id:uuid}",
     summary="One case with every detector's verdict",
     response_model=CaseDetail,
     responses=error_responses(401, 403, 404, 422, 429, 503),
@@ -163,7 +163,7 @@ def get_case(principal: CanReadCases, connection: ReadDb, case_id: UUID) -> Case
 
 
 @router.patch(
-    "/{case_id}",
+    "/{case_id:uuid}",
     summary="Change status, assignee or add a note",
     response_model=CaseDetail,
     responses=error_responses(401, 403, 404, 413, 422, 429, 503),

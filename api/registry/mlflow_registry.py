@@ -70,11 +70,11 @@ class MlflowModelRegistry:
         self._version(name, version)
         previous = (model.aliases or {}).get(alias)
         previous = str(previous) if previous is not None else None
+        _set_alias(client, name, alias, version)
         if previous is not None and previous != version:
             history = _history(model, alias)
             history.append(previous)
             client.set_registered_model_tag(name, _HISTORY_TAG + alias, json.dumps(history[-_HISTORY_KEEP:]))
-        client.set_registered_model_alias(name, alias, version)
         return AliasChange(name=name, alias=alias, previous_version=previous, version=version)
 
     def rollback(self, *, name: str, alias: str) -> AliasChange:
@@ -85,7 +85,7 @@ class MlflowModelRegistry:
             raise ModelNotFoundError(f"alias {alias!r} of {name!r} has no earlier version to roll back to")
         target = history.pop()
         current = (model.aliases or {}).get(alias)
-        client.set_registered_model_alias(name, alias, target)
+        _set_alias(client, name, alias, target)
         client.set_registered_model_tag(name, _HISTORY_TAG + alias, json.dumps(history))
         return AliasChange(
             name=name, alias=alias, previous_version=str(current) if current is not None else None, version=target
@@ -110,6 +110,17 @@ class MlflowModelRegistry:
             if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
                 raise ModelNotFoundError(f"no version {version!r} of {name!r}") from None
             raise
+
+
+def _set_alias(client: Any, name: str, alias: str, version: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.set_registered_model_alias(name, alias, version)
+    except MlflowException as exc:
+        if exc.error_code == "INVALID_PARAMETER_VALUE":  # e.g. reserved aliases such as `latest`
+            raise ValueError(exc.message) from None
+        raise
 
 
 def _quote(value: str) -> str:

@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 Alias = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")]
-Version = Annotated[str, StringConstraints(min_length=1, max_length=10, pattern=r"^[1-9][0-9]*$")]
+Version = Annotated[str, StringConstraints(min_length=1, max_length=9, pattern=r"^[1-9][0-9]{0,8}$")]
 
 
 class ModelVersionView(BaseModel):

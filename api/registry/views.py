@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path
 
 from api.audit import service as audit
 from api.deps import CanReadModels, CanWriteModels, Ctx, WriteDb
-from api.errors import NotFoundError, UnavailableError, error_responses
+from api.errors import NotFoundError, UnavailableError, UnprocessableError, error_responses
 from api.ports import AliasChange, ModelNotFoundError
 from api.registry.models import AliasChangeView, ModelList, ModelView, PromoteIn, RollbackIn
 from core.errors import VigilError
@@ -64,6 +64,8 @@ def promote(ctx: Ctx, principal: CanWriteModels, connection: WriteDb, name: _Nam
         change = registry.promote(name=name, version=body.version, alias=body.alias)
     except ModelNotFoundError as exc:
         raise NotFoundError(str(exc)) from None
+    except ValueError as exc:
+        raise UnprocessableError(str(exc), code="invalid_alias") from None
     except VigilError:
         raise
     except Exception as exc:
@@ -86,6 +88,8 @@ def rollback(
         change = registry.rollback(name=name, alias=body.alias)
     except ModelNotFoundError as exc:
         raise NotFoundError(str(exc)) from None
+    except ValueError as exc:
+        raise UnprocessableError(str(exc), code="invalid_alias") from None
     except VigilError:
         raise
     except Exception as exc:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from api.common import TEXT_PATTERN
+from api.common import TEXT_PATTERN, IsoDatetime
 from core.contracts import Severity
 
 RuleId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
@@ -179,8 +179,8 @@ class BacktestIn(BaseModel):
 
     expression: Expression
     tenant_id: TenantId | None = None
-    since: AwareDatetime = Field(alias="from")
-    until: AwareDatetime = Field(alias="to")
+    since: IsoDatetime = Field(alias="from")
+    until: IsoDatetime = Field(alias="to")
 
 
 class BacktestResult(BaseModel):

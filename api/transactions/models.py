@@ -11,7 +11,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.anomalies.models import AnomalySummary
 from api.cases.models import CaseSummary
-from api.errors import ErrorDetail
 from core.contracts import Transaction
 
 BATCH_MAX_ITEMS: Final = 1000
@@ -85,33 +84,20 @@ class EntityTimeline(BaseModel):
 class ItemResult(BaseModel):
     index: int = Field(description="Position of the item in the request.")
     transaction_id: str | None
-    status: Literal["accepted", "rejected"]
-    errors: list[ErrorDetail] = Field(default_factory=list)
+    status: Literal["accepted"] = "accepted"
 
 
 class IngestResult(BaseModel):
-    """Accepted items are on Kafka (delivery confirmed); rejected ones list field-level errors."""
+    """Every item is on Kafka (delivery confirmed by the broker)."""
 
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
                 {
-                    "accepted": 1,
-                    "rejected": 1,
+                    "accepted": 2,
                     "results": [
-                        {"index": 0, "transaction_id": "tx-1", "status": "accepted", "errors": []},
-                        {
-                            "index": 1,
-                            "transaction_id": "tx-2",
-                            "status": "rejected",
-                            "errors": [
-                                {
-                                    "loc": ["currency"],
-                                    "message": "'XYZ' is not an ISO 4217 currency code",
-                                    "type": "value_error",
-                                }
-                            ],
-                        },
+                        {"index": 0, "transaction_id": "tx-1", "status": "accepted"},
+                        {"index": 1, "transaction_id": "tx-2", "status": "accepted"},
                     ],
                 }
             ]
@@ -119,7 +105,6 @@ class IngestResult(BaseModel):
     )
 
     accepted: int
-    rejected: int
     results: list[ItemResult]
 
 
@@ -134,8 +119,10 @@ def submission_schemas() -> dict[str, dict[str, Any]]:
     properties = dict(schema["properties"])
     properties.pop("ingested_at", None)
     properties["tenant_id"] = {
-        **properties["tenant_id"],
-        "description": "Optional when the token has exactly one tenant; must be one of the token's tenants.",
+        "anyOf": [properties["tenant_id"], {"type": "null"}],
+        "default": None,
+        "title": "Tenant Id",
+        "description": "Omit (or null) when the token has exactly one tenant; otherwise one of the token's tenants.",
     }
     properties["currency"] = {
         **properties["currency"],

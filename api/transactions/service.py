@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import orjson
 from pydantic import ValidationError
 from sqlalchemy import Connection, select
 
@@ -132,7 +133,7 @@ def validate_item(index: int, item: Any, principal: Principal) -> ItemOutcome:
         )
     if data.get("tenant_id") is None:
         data.pop("tenant_id", None)
-        if len(principal.tenants) == 1 and not principal.is_admin:
+        if len(principal.tenants) == 1:
             data["tenant_id"] = next(iter(principal.tenants))
         else:
             outcome.errors.append(
@@ -143,7 +144,9 @@ def validate_item(index: int, item: Any, principal: Principal) -> ItemOutcome:
                 }
             )
     try:
-        transaction = Transaction.model_validate(data)
+        # Strict JSON validation: the published schema is the contract, so no "12.5" for a number
+        # or a Unix timestamp for a date-time (lax parsing would accept both).
+        transaction = Transaction.model_validate_json(orjson.dumps(data), strict=True)
     except ValidationError as exc:
         # A missing tenant was already explained above in terms of the token.
         tenant_reported = any(error["loc"] == ["tenant_id"] for error in outcome.errors)

@@ -12,7 +12,7 @@ from api.anomalies.models import AnomalySummary
 from api.cases.models import CaseSummary
 from api.common import TenantQuery
 from api.deps import CanIngest, CanReadTransactions, Ctx, ReadDb
-from api.errors import ErrorDetail, NotFoundError, UnprocessableError, UnsupportedMediaTypeError, error_responses
+from api.errors import NotFoundError, UnprocessableError, UnsupportedMediaTypeError, error_responses
 from api.paging import Limit
 from api.transactions import service
 from api.transactions.models import (
@@ -64,12 +64,18 @@ def _outcome_details(outcomes: list[service.ItemOutcome], prefix: list[str | int
 async def _ingest(ctx: Ctx, principal: CanIngest, items: list[Any], *, single: bool) -> IngestResult:
     service.check_tenants(items, principal)
     outcomes = [service.validate_item(i, item, principal) for i, item in enumerate(items)]
-    service.count_rejections(outcomes)
-    accepted = [o.transaction for o in outcomes if o.transaction is not None]
-    if not accepted:
+    invalid = [o for o in outcomes if o.transaction is None]
+    if invalid:
+        # All or nothing: the request as a whole either matches the contract or is refused, so a
+        # client fixes and resends one batch instead of reconciling a partial one.
+        service.count_rejections(invalid)
         prefix: list[str | int] = ["body"] if single else ["body", "transactions"]
-        raise UnprocessableError("no valid transaction in the request", details=_outcome_details(outcomes, prefix))
-    # Blocking: waits for the broker's acknowledgement of every accepted item.
+        raise UnprocessableError(
+            f"{len(invalid)} of {len(outcomes)} transactions are invalid; nothing was accepted",
+            details=_outcome_details(invalid, prefix),
+        )
+    accepted = [o.transaction for o in outcomes if o.transaction is not None]
+    # Blocking: waits for the broker's acknowledgement of every item.
     await run_in_threadpool(
         service.produce_accepted,
         producers=ctx.producers,
@@ -77,16 +83,10 @@ async def _ingest(ctx: Ctx, principal: CanIngest, items: list[Any], *, single: b
         principal=principal,
         items=accepted,
     )
-    results = [
-        ItemResult(
-            index=o.index,
-            transaction_id=o.transaction_id,
-            status="accepted" if o.transaction is not None else "rejected",
-            errors=[ErrorDetail.model_validate(e) for e in o.errors],
-        )
-        for o in outcomes
-    ]
-    return IngestResult(accepted=len(accepted), rejected=len(outcomes) - len(accepted), results=results)
+    return IngestResult(
+        accepted=len(accepted),
+        results=[ItemResult(index=o.index, transaction_id=o.transaction_id) for o in outcomes],
+    )
 
 
 @router.post(
@@ -115,9 +115,10 @@ async def submit_transaction(request: Request, ctx: Ctx, principal: CanIngest) -
     openapi_extra=_body("TransactionBatch"),
 )
 async def submit_batch(request: Request, ctx: Ctx, principal: CanIngest) -> IngestResult:
-    """Like `POST /v1/transactions` for `{"transactions": [...]}`, judged item by item: valid
-    items are accepted, invalid ones are listed with their errors (422 only when none is valid).
-    Any item naming a tenant outside the token makes the whole request 403."""
+    """Like `POST /v1/transactions` for `{"transactions": [...]}`, all or nothing: 202 when every
+    item is valid and delivered, else 422 listing each invalid item's field errors (loc
+    `body.transactions.<index>.<field>`) with nothing produced. Any item naming a tenant outside
+    the token makes the whole request 403."""
     body = await read_json(request)
     if not isinstance(body, dict) or set(body) != {"transactions"} or not isinstance(body["transactions"], list):
         raise UnprocessableError(

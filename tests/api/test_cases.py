@@ -115,7 +115,8 @@ def test_invalid_changes_are_422_with_field_details(
         response = client.patch(f"/v1/cases/{case_id}", json=body, headers=bearer(token))
         assert response.status_code == 422, body
         assert response.json()["error"]["details"][0]["loc"][0] == "body"
-    assert client.patch("/v1/cases/not-a-uuid", json={}, headers=bearer(token)).status_code == 422
+    # Ids are UUIDs by route: anything else names no resource.
+    assert client.patch("/v1/cases/not-a-uuid", json={}, headers=bearer(token)).status_code == 404
 
 
 def test_case_queue_filters_and_entity_groups(client: TestClient, db: Engine, token_for: TokenFactory) -> None:

@@ -47,8 +47,7 @@ def test_one_transaction_is_accepted_after_delivery_with_the_tokens_tenant(
     assert response.status_code == 202, response.text
     assert response.json() == {
         "accepted": 1,
-        "rejected": 0,
-        "results": [{"index": 0, "transaction_id": "tx-http-1", "status": "accepted", "errors": []}],
+        "results": [{"index": 0, "transaction_id": "tx-http-1", "status": "accepted"}],
     }
     messages = _raw(topics)
     assert len(messages) == 1
@@ -61,7 +60,24 @@ def test_one_transaction_is_accepted_after_delivery_with_the_tokens_tenant(
     assert headers["vigil.source"] == b"http" and headers["vigil.principal"] == b"pos-1"
 
 
-def test_a_batch_is_judged_item_by_item(client: TestClient, topics: Settings, token_for: TokenFactory) -> None:
+def test_a_valid_batch_is_accepted_whole(client: TestClient, topics: Settings, token_for: TokenFactory) -> None:
+    token = token_for("ingest", (TENANT_A,), kind="client")
+    items = [_tx(i, tenant_id=TENANT_A if i % 2 else None) for i in range(250)]
+    response = client.post("/v1/transactions:batch", json={"transactions": items}, headers=bearer(token))
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["accepted"] == 250
+    assert [r["transaction_id"] for r in body["results"]] == [f"tx-http-{i}" for i in range(250)]
+    messages = _raw(topics)
+    assert sorted(json.loads(m.value())["transaction_id"] for m in messages) == sorted(
+        f"tx-http-{i}" for i in range(250)
+    )
+    assert {m.key() for m in messages} == {b"acc-0", b"acc-1", b"acc-2"}
+
+
+def test_one_invalid_item_refuses_the_batch_with_every_items_errors(
+    client: TestClient, topics: Settings, token_for: TokenFactory
+) -> None:
     token = token_for("ingest", (TENANT_A,), kind="client")
     items = [
         _tx(0),
@@ -70,23 +86,22 @@ def test_a_batch_is_judged_item_by_item(client: TestClient, topics: Settings, to
         _tx(3, amount="1.234"),  # EUR has two decimals
         _tx(4, lat=10.0),  # lat without lon
         [1, 2],
-        _tx(6),
     ]
     response = client.post("/v1/transactions:batch", json={"transactions": items}, headers=bearer(token))
-    assert response.status_code == 202, response.text
-    body = response.json()
-    assert (body["accepted"], body["rejected"]) == (3, 4)
-    statuses = [r["status"] for r in body["results"]]
-    assert statuses == ["accepted", "rejected", "accepted", "rejected", "rejected", "rejected", "accepted"]
-    assert body["results"][1]["errors"][0]["loc"] == ["currency"]
-    assert "XYZ" in body["results"][1]["errors"][0]["message"]
-    assert "decimals" in body["results"][3]["errors"][0]["message"]
-    assert body["results"][5]["transaction_id"] is None
-    produced = sorted(json.loads(m.value())["transaction_id"] for m in _raw(topics))
-    assert produced == ["tx-http-0", "tx-http-2", "tx-http-6"]
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["message"].startswith("4 of 6 transactions are invalid")
+    by_item: dict[int, list[dict[str, Any]]] = {}
+    for detail in error["details"]:
+        assert detail["loc"][:2] == ["body", "transactions"]
+        by_item.setdefault(detail["loc"][2], []).append(detail)
+    assert sorted(by_item) == [1, 3, 4, 5]
+    assert by_item[1][0]["loc"] == ["body", "transactions", 1, "currency"] and "XYZ" in by_item[1][0]["message"]
+    assert "decimals" in by_item[3][0]["message"]
+    assert _raw(topics) == []
 
 
-def test_nothing_valid_is_422_and_nothing_is_produced(
+def test_invalid_bodies_are_422_with_field_locations(
     client: TestClient, topics: Settings, token_for: TokenFactory
 ) -> None:
     token = token_for("ingest", (TENANT_A,), kind="client")
