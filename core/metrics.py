@@ -37,6 +37,9 @@ MetricName = Literal[
     "vigil_features_late_total",
     "vigil_features_buffered",
     "vigil_features_entities",
+    "vigil_ml_model_loads_total",
+    "vigil_ml_model_version",
+    "vigil_ml_rows_scored_total",
 ]
 
 _LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -113,6 +116,12 @@ FEATURES_LATE: Final = Counter(
 )
 FEATURES_BUFFERED: Final = Gauge("vigil_features_buffered", "Transactions waiting for the event-time watermark.")
 FEATURES_ENTITIES: Final = Gauge("vigil_features_entities", "Entities held in feature state.", ["kind"])
+
+ML_MODEL_LOADS: Final = Counter(
+    "vigil_ml_model_loads", "Model loads by detect-ml (hot swaps included), by outcome.", ["detector", "outcome"]
+)
+ML_MODEL_VERSION: Final = Gauge("vigil_ml_model_version", "Registered model version detect-ml serves.", ["detector"])
+ML_ROWS_SCORED: Final = Counter("vigil_ml_rows_scored", "Rows an ML model scored.", ["detector"])
 
 
 class Health:

@@ -127,6 +127,38 @@ class Settings(BaseSettings):
     alerting_consumer_group: str = Field(
         "vigil-alerting", min_length=1, description="Kafka consumer group of `vigil run alerting`."
     )
+    # --- ml (additive: owned by detectors/ml) ---
+    ml_model_names: list[str] = Field(
+        default_factory=lambda: ["vigil-unsupervised", "vigil-supervised"],
+        description="Registered MLflow models `vigil run detect-ml` serves (JSON list).",
+    )
+    ml_serving_alias: str = Field("champion", min_length=1, description="Registry alias detect-ml serves.")
+    ml_experiment: str = Field("vigil-training", min_length=1, description="MLflow experiment of training runs.")
+    ml_reload_seconds: float = Field(
+        30.0, gt=0, le=3600, description="How often detect-ml checks whether the served alias moved."
+    )
+    ml_label_delay_days: float = Field(
+        7.0,
+        ge=0,
+        le=180,
+        description="Days a label needs to mature (chargebacks): newer transactions are left out of supervised "
+        "training, and labels recorded after the cutoff are never used.",
+    )
+    ml_warmup_days: float = Field(
+        30.0, ge=0, le=90, description="Transaction history replayed before --from so features start warm."
+    )
+    ml_contamination: float = Field(
+        0.005, gt=0, lt=0.5, description="Share of training rows an unsupervised model flags (warning band)."
+    )
+    ml_operating_recall: float = Field(
+        0.8, gt=0, lt=1, description="Recall a supervised model's warning threshold aims at on held-out data."
+    )
+    ml_breaker_failures: int = Field(
+        2, ge=1, le=100, description="Consecutive registry or model failures before a model is reported degraded."
+    )
+    ml_breaker_max_backoff_seconds: float = Field(
+        30.0, gt=0, le=3600, description="Longest wait between probes of a failing registry (exponential backoff)."
+    )
 
     @field_validator("kafka_bootstrap")
     @classmethod
