@@ -194,3 +194,24 @@ def test_malformed_messages_are_dead_lettered_and_the_stream_goes_on(
     reasons = sorted(dict(header_pairs(m))[DLQ_REASON].decode() for m in dead)
     assert reasons == ["invalid_json", "missing_field"]
     assert {m.value() for m in dead} == {b"{broken", b'{"schema_version": 1, "transaction_id": "x"}'}
+
+
+def test_two_replicas_share_the_output_and_agree_with_offline(
+    topics: Settings, db: object, tmp_path: Path, stages: list[_Stage]
+) -> None:
+    transactions = generate(1200, seed=14, merchants=6, devices=5)  # merchants and devices span partitions
+    _produce(topics, _shuffled_within_lateness(transactions))
+    log = tmp_path / "stage.log"
+    stages.append(_Stage(topics, log, "--replicas", "2", "--replica-index", "0"))
+    stages.append(_Stage(topics, log, "--replicas", "2", "--replica-index", "1"))
+    online = _outputs(topics, len(transactions), timeout=120)
+    time.sleep(2)
+    online = _outputs(topics, len(transactions), timeout=10)
+    assert [stage.stop() for stage in stages] == [0, 0], log.read_text()
+    assert len(online) == len(transactions)
+    _assert_same_features(online, _offline(tmp_path, transactions))
+    sources = {
+        int(dict(header_pairs(m))["vigil.features.source.partition"])
+        for m in read_all(topics, topics.topic(TX_FEATURES))
+    }
+    assert sources == {0, 1, 2}
