@@ -6,8 +6,8 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
-from fastapi import Query
-from pydantic import AwareDatetime, BeforeValidator, StringConstraints
+from fastapi import Query, Response
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, StringConstraints
 
 from api.errors import UnprocessableError
 
@@ -46,6 +46,14 @@ ToQuery = Annotated[
     IsoDatetime | None, Query(alias="to", description="Exclusive upper bound of event time (ISO 8601 with offset).")
 ]
 IdQuery = Annotated[str | None, Query(min_length=1, max_length=128, pattern=ID_PATTERN)]
+
+
+def json_response(model: BaseModel, status_code: int = 200) -> Response:
+    """Serialise an already validated view once, skipping FastAPI's re-validation (and its thread hop).
+
+    Routes keep `response_model=` for the OpenAPI document; hot paths return this instead.
+    """
+    return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")
 
 
 def in_range(value: datetime) -> datetime:

@@ -37,6 +37,14 @@ class PrincipalCache:
         self._entries: dict[str, tuple[float, PrincipalRecord | None]] = {}
         self._lock = threading.Lock()
 
+    def cached(self, principal_id: str) -> tuple[bool, PrincipalRecord | None]:
+        """(True, record) when a fresh entry exists, else (False, None): never touches the database."""
+        with self._lock:
+            entry = self._entries.get(principal_id)
+        if entry is not None and time.monotonic() - entry[0] < self._ttl:
+            return True, entry[1]
+        return False, None
+
     def get(self, principal_id: str) -> PrincipalRecord | None:
         now = time.monotonic()
         with self._lock:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
 
 from api.anomalies import service
 from api.anomalies.models import AnomalyDetail, AnomalyPage, AnomalySort, AnomalySummary
-from api.common import FromQuery, IdQuery, TenantQuery, ToQuery, bounded
+from api.common import FromQuery, IdQuery, TenantQuery, ToQuery, bounded, json_response
 from api.deps import CanReadAnomalies, ReadDb
 from api.errors import NotFoundError, error_responses
 from api.paging import DEFAULT_PAGE_SIZE, Cursor, Limit
@@ -51,7 +51,7 @@ def list_anomalies(
     sort: Annotated[AnomalySort, Query(description="Order; `-` means descending.")] = "-event_time",
     cursor: Cursor = None,
     limit: Limit = DEFAULT_PAGE_SIZE,
-) -> AnomalyPage:
+) -> Response:
     """Anomalies visible to the token, newest first by default, with a stable keyset cursor.
 
     Pages are cut on a unique sort key, so following `next_cursor` never repeats or skips
@@ -79,7 +79,9 @@ def list_anomalies(
         cursor=cursor,
         limit=limit,
     )
-    return AnomalyPage(data=[AnomalySummary.model_validate(row) for row in rows], next_cursor=next_cursor)
+    return json_response(
+        AnomalyPage(data=[AnomalySummary.model_validate(row) for row in rows], next_cursor=next_cursor)
+    )
 
 
 @router.get(
@@ -88,8 +90,8 @@ def list_anomalies(
     response_model=AnomalyDetail,
     responses=error_responses(401, 403, 404, 422, 429, 503),
 )
-def get_anomaly(principal: CanReadAnomalies, connection: ReadDb, anomaly_id: Annotated[UUID, Path()]) -> AnomalyDetail:
+def get_anomaly(principal: CanReadAnomalies, connection: ReadDb, anomaly_id: Annotated[UUID, Path()]) -> Response:
     row = service.get_anomaly(connection=connection, tenants=principal.tenant_scope(), anomaly_id=anomaly_id)
     if row is None:
         raise NotFoundError("no such anomaly")
-    return AnomalyDetail.model_validate(row)
+    return json_response(AnomalyDetail.model_validate(row))

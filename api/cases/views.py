@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
 
 from api.anomalies import service as anomaly_service
 from api.anomalies.models import AnomalySummary
@@ -23,7 +23,7 @@ from api.cases.models import (
     Label,
     Note,
 )
-from api.common import FromQuery, IdQuery, TenantQuery, ToQuery, bounded
+from api.common import FromQuery, IdQuery, TenantQuery, ToQuery, bounded, json_response
 from api.deps import CanReadCases, CanWriteCases, ReadDb, WriteDb
 from api.errors import NotFoundError, error_responses
 from api.paging import DEFAULT_PAGE_SIZE, Cursor, Limit
@@ -53,7 +53,7 @@ def list_cases(
     sort: CaseSort = "-event_time",
     cursor: Cursor = None,
     limit: Limit = DEFAULT_PAGE_SIZE,
-) -> CasePage:
+) -> Response:
     """The analyst queue: cases visible to the token, filtered, with a stable keyset cursor."""
     rows, next_cursor = service.list_cases(
         connection=connection,
@@ -69,7 +69,7 @@ def list_cases(
         cursor=cursor,
         limit=limit,
     )
-    return CasePage(data=[CaseSummary.model_validate(r) for r in rows], next_cursor=next_cursor)
+    return json_response(CasePage(data=[CaseSummary.model_validate(r) for r in rows], next_cursor=next_cursor))
 
 
 @router.get(
