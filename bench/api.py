@@ -205,7 +205,9 @@ def main() -> None:
         many = token("analyst-three", Role.ANALYST, three)
         admin = token("admin", Role.ADMIN, [])
         with engine.connect() as connection:
-            counts = dict(connection.execute(text("SELECT tenant_id, count(*) FROM anomalies GROUP BY 1")).all())
+            counts: dict[str, int] = dict(
+                connection.execute(text("SELECT tenant_id, count(*) FROM anomalies GROUP BY 1")).all()
+            )
         big_rows, three_rows = counts[big], sum(counts[t] for t in three)
         scenarios = [
             Scenario(f"1 tenant ({big_rows:,} rows), first page", one, "limit=50"),
@@ -224,7 +226,8 @@ def main() -> None:
             Scenario(
                 "1 tenant, deep page, sort=-score",
                 one,
-                f"limit=50&sort=-score&cursor={deep_cursor(engine, tenants=[big], depth=int(big_rows * 0.9), sort='-score')}",
+                "limit=50&sort=-score&cursor="
+                + deep_cursor(engine, tenants=[big], depth=int(big_rows * 0.9), sort="-score"),
             ),
             Scenario(f"3 tenants ({three_rows:,} rows), first page", many, "limit=50"),
             Scenario(
