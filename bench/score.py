@@ -1,0 +1,178 @@
+"""Latency of `POST /v1/score` under an open-loop load of 200 requests/s.
+
+Starts the API in its own process (uvicorn, one worker) with the ports `vigil run api`
+wires, sends requests on a fixed schedule (latency counts from the scheduled send
+time, so a slow server cannot hide queueing: no coordinated omission), and prints
+p50/p95/p99. Target: p99 <= 20 ms at 200 req/s.
+
+When no synchronous scorer is wired (the detectors do not provide one yet), a null
+scorer stands in and the figures are the API's own cost: JWT verification, rate
+limiting, contract validation, tenant checks, thresholds and serialisation. The
+output says which one was measured.
+
+    .venv/bin/python -m bench.score [--rate 200] [--seconds 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import numpy as np
+from fastapi import FastAPI
+from sqlalchemy import create_engine, insert
+
+from api import Principal, Role, ScoreOutcome, create_app
+from api.auth.keys import VigilKeys
+from api.auth.tokens import TokenIssuer
+from bench._common import scratch_database
+from core.contracts import Transaction
+from core.schema import principals
+from core.settings import load_settings
+from vigil.commands.api import build_ports
+
+ROOT = Path(__file__).resolve().parents[1]
+TENANT = "bank-0"
+
+
+class NullScorer:
+    """Stands in while no scorer is wired: costs nothing, so the API's own cost is what is measured."""
+
+    def score(self, transaction: Transaction) -> ScoreOutcome:
+        del transaction
+        return ScoreOutcome(score=0.0, verdicts=[])
+
+
+def app_factory() -> FastAPI:
+    """The API as `vigil run api` builds it, with the null scorer only if none is wired."""
+    settings = load_settings()
+    ports = build_ports(settings)
+    if ports.scorer is None:
+        ports = replace(ports, scorer=NullScorer())
+    return create_app(settings, ports=ports)
+
+
+def _body(i: int) -> dict[str, object]:
+    return {
+        "transaction_id": f"tx-bench-{i}",
+        "occurred_at": "2026-11-24T10:15:02Z",
+        "account_id": f"acc-{i % 5000}",
+        "card_id": f"card-{i % 7000}",
+        "merchant_id": f"m-{i % 800}",
+        "merchant_category": "5411",
+        "amount": f"{(i % 9000) / 7 + 1:.2f}",
+        "currency": "EUR",
+        "channel": "ecommerce",
+        "country": "DE",
+        "ip": f"10.0.{i % 250}.{i % 200}",
+        "attributes": {"mcc_group": "grocery"},
+    }
+
+
+async def load(base: str, token: str, *, rate: float, seconds: float, warmup: float) -> tuple[list[float], int, float]:
+    headers = {"Authorization": f"Bearer {token}"}
+    limits = httpx.Limits(max_connections=128, max_keepalive_connections=128)
+    latencies: list[float] = []
+    errors = 0
+    async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=10) as client:
+
+        async def one(i: int, scheduled: float, record: bool) -> None:
+            nonlocal errors
+            try:
+                response = await client.post("/v1/score", json=_body(i))
+                ok = response.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            if record:
+                if ok:
+                    latencies.append((time.perf_counter() - scheduled) * 1000)
+                else:
+                    errors += 1
+
+        total = int((seconds + warmup) * rate)
+        start = time.perf_counter() + 0.1
+        tasks = []
+        for i in range(total):
+            scheduled = start + i / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i, scheduled, record=i >= warmup * rate)))
+        await asyncio.gather(*tasks)
+        achieved = (total - warmup * rate) / max(1e-9, time.perf_counter() - (start + warmup))
+    return latencies, errors, achieved
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=200.0, help="Requests per second (open loop).")
+    parser.add_argument("--seconds", type=float, default=30.0, help="Measured duration.")
+    parser.add_argument("--warmup", type=float, default=3.0, help="Unmeasured seconds first.")
+    args = parser.parse_args()
+    with scratch_database() as settings:
+        engine = create_engine(settings.database_url)
+        with engine.begin() as connection:
+            connection.execute(
+                insert(principals).values(
+                    principal_id="pos-bench", kind="client", secret_hash="unused", roles=["ingest"], tenants=[TENANT]
+                )
+            )
+        engine.dispose()
+        token = TokenIssuer(settings, VigilKeys(settings)).issue(
+            Principal(
+                principal_id="pos-bench", kind="client", roles=frozenset({Role.INGEST}), tenants=frozenset({TENANT})
+            ),
+            ttl_seconds=3600,
+        )
+        wired = build_ports(settings).scorer is not None
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        env = {
+            **os.environ,
+            "VIGIL_DATABASE_URL": settings.database_url,
+            "VIGIL_API_RATE_LIMIT_PER_SECOND": "100000",
+            "VIGIL_API_RATE_LIMIT_BURST": "100000",
+            "VIGIL_LOG_LEVEL": "WARNING",
+        }
+        server = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "bench.score:app_factory", "--factory", "--port", str(port),
+             "--log-level", "warning", "--no-access-log"],
+            cwd=ROOT,
+            env=env,
+        )  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.2)
+                if time.monotonic() > deadline:
+                    raise SystemExit("the API did not start")
+            latencies, errors, achieved = asyncio.run(
+                load(base, token, rate=args.rate, seconds=args.seconds, warmup=args.warmup)
+            )
+        finally:
+            server.terminate()
+            server.wait(timeout=15)
+    measured = "the wired scorer" if wired else "API overhead only (no scorer wired; null scorer)"
+    p50, p95, p99 = np.percentile(latencies, [50, 95, 99])
+    print(f"POST /v1/score, open loop at {args.rate:.0f} req/s for {args.seconds:.0f} s: {measured}")
+    print(f"  requests measured: {len(latencies):,}  errors: {errors}  achieved rate: {achieved:.1f} req/s")
+    print(f"  latency ms: p50 {p50:.2f}  p95 {p95:.2f}  p99 {p99:.2f}  max {max(latencies):.2f}")
+    print(f"  target p99 <= 20 ms: {'met' if p99 <= 20 else 'NOT met'} (load generator shares the 2 cores)")
+
+
+if __name__ == "__main__":
+    main()
