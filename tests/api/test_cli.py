@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -69,3 +70,47 @@ def test_users_and_clients_round_trip_through_the_token_endpoint(
     )
     assert refused.status_code == 401
     assert "disabled" in runner.invoke(cli, ["users", "list"], env=env).output
+
+
+def test_vigil_run_api_serves_and_stops_on_sigterm(database_url: str, tmp_path: Path) -> None:
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        **os.environ,
+        "VIGIL_DATABASE_URL": database_url,
+        "VIGIL_WEB_DIST_DIR": str(tmp_path / "none"),
+        "VIGIL_LOG_LEVEL": "WARNING",
+    }
+    vigil = str(Path(sys.executable).with_name("vigil"))
+    server = subprocess.Popen([vigil, "run", "api", "--port", str(port)], env=env, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+                break
+            except httpx.HTTPError:
+                assert server.poll() is None and time.monotonic() < deadline, "vigil run api did not start"
+                time.sleep(0.3)
+        assert ready.status_code == 200 and ready.json()["ready"] is True
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/auth/me").status_code == 401
+        started = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        # uvicorn shuts down gracefully, then re-raises the signal it caught: -15 is a clean stop.
+        assert server.wait(timeout=10) in (0, -signal.SIGTERM)
+        assert time.monotonic() - started < 10
+        assert server.stderr is not None and b"Traceback" not in server.stderr.read()
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
