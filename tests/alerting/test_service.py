@@ -26,12 +26,18 @@ from core.kafka import DeliveringProducer, StopFlag
 from core.schema import alert_groups, alerts, notifications
 from core.settings import Settings
 from core.topics import ANOMALIES
-from tests.alerting.conftest import SMTP_PASSWORD, SMTP_USER, FakeHttp, SmtpServer, make_anomaly
+from tests.alerting.conftest import SMTP_PASSWORD, SMTP_USER, FakeHttp, SmtpServer
+from tests.alerting.conftest import make_anomaly as make_anomaly_at
 
 pytestmark = pytest.mark.integration
 
 GROUP_WAIT = 2.0
 GROUP_INTERVAL = 3.0
+
+
+def make_anomaly(index: int, **fields: Any) -> Anomaly:
+    """An anomaly detected just now: the service runs on the real clock, and old ones are stale."""
+    return make_anomaly_at(index, detected_at=datetime.now(UTC), **fields)
 
 
 def produce(settings: Settings, anomalies: Sequence[Anomaly]) -> None:
