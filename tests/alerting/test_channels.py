@@ -116,4 +116,3 @@ def test_smtp_4xx_is_retried_and_5xx_is_not(smtp_server: SmtpServer) -> None:
     assert transient.status is DeliveryStatus.RETRY and "451" in (transient.error or "")
     assert permanent.status is DeliveryStatus.FAILED and "550" in (permanent.error or "")
     assert smtp_server.messages == []
-
