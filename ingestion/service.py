@@ -3,15 +3,18 @@
 Per micro-batch (the checkpoint order every step relies on):
 
 1. validate every record (exact fast path, pydantic for the rest) and apply the time window;
-2. write new rows to PostgreSQL in one database transaction (`TransactionStore`) and commit;
-3. in one Kafka transaction: produce `tx.valid` for inserted and replayed rows, dead letters
-   for the rest, and the consumer offsets; commit it.
+2. open a Kafka transaction;
+3. write new rows to PostgreSQL in one database transaction (`TransactionStore`); while the
+   rows stream in, produce their `tx.valid` messages into the open Kafka transaction (not
+   visible to read_committed readers yet); commit the database transaction;
+4. add dead letters and the consumer offsets to the Kafka transaction; commit it.
 
-A crash before (2) commits replays the batch from scratch. A crash between (2) and (3)
-leaves rows whose `source_ref` names their own record, so the replay produces them again
-instead of calling them duplicates, and the aborted Kafka transaction is never visible.
-After (3) nothing replays. Hence exactly one row and one `tx.valid` message per accepted
-transaction, and one dead letter per refused record (docs/adr/0003-ingestion-exactly-once.md).
+A crash before the database commit replays the batch from scratch, and the next instance
+aborts the open Kafka transaction. A crash between the two commits leaves rows whose
+`source_ref` names their own record, so the replay produces them again instead of calling
+them duplicates. After the Kafka commit nothing replays. Hence exactly one row and one
+visible `tx.valid` message per accepted transaction, and one dead letter per refused record
+(docs/adr/0003-ingestion-exactly-once.md).
 """
 
 from __future__ import annotations
@@ -100,30 +103,38 @@ class IngestHandler:
             raise self.fatal
         candidates, sources, letters = self._validate(messages)
         ingested_at = datetime.now(UTC)
-        decisions = self._store.write(candidates, ingested_at=ingested_at)
-        produced: list[tuple[Valid, datetime]] = []
-        inserted: list[Valid] = []
-        for candidate, message, decision in zip(candidates, sources, decisions, strict=True):
-            outcome = decision.outcome
-            if outcome is Outcome.INSERTED:
-                produced.append((candidate.valid, ingested_at))
-                inserted.append(candidate.valid)
-            elif outcome is Outcome.REPLAYED:
-                # Same row, same message: keep the ingested_at the first attempt stored.
-                produced.append((candidate.valid, decision.ingested_at))
-            elif outcome is Outcome.DUPLICATE:
-                letters.append(_Letter(message, RejectReason.DUPLICATE_TRANSACTION_ID, decision.detail))
+        producer = self._producer
+        send = producer.send
+        topic = self._valid_topic
+
+        def publish(candidate: Candidate, stored_at: datetime) -> None:
+            # Invisible until the Kafka commit below, which only happens after the database commit.
+            valid = candidate.valid
+            send(topic, encode_valid(valid, ingested_at=stored_at), key=valid.account_id)
+
         try:
-            self._publish(messages, produced, letters)
+            producer.begin()
+            decisions = self._store.write(candidates, ingested_at=ingested_at, publish=publish)
+            inserted: list[Valid] = []
+            replayed = 0
+            for candidate, message, decision in zip(candidates, sources, decisions, strict=True):
+                outcome = decision.outcome
+                if outcome is Outcome.INSERTED:
+                    inserted.append(candidate.valid)
+                elif outcome is Outcome.REPLAYED:
+                    replayed += 1
+                elif outcome is Outcome.DUPLICATE:
+                    letters.append(_Letter(message, RejectReason.DUPLICATE_TRANSACTION_ID, decision.detail))
+            self._finish(messages, letters)
         except FatalIngestionError as exc:
             self._fail(exc)
         except Exception:
             try:
-                self._producer.abort()
+                producer.abort()
             except Exception as exc:
                 self._fail(FatalIngestionError(f"cannot abort the Kafka transaction: {exc}"))
             raise
-        self._record(inserted, letters, replayed=len(produced) - len(inserted), ingested_at=ingested_at)
+        self._record(inserted, letters, replayed=replayed, ingested_at=ingested_at)
 
     def _validate(self, messages: Sequence[Message]) -> tuple[list[Candidate], list[Message], list[_Letter]]:
         candidates: list[Candidate] = []
@@ -155,20 +166,13 @@ class IngestHandler:
             sources.append(message)
         return candidates, sources, letters
 
-    def _publish(
-        self, messages: Sequence[Message], produced: Sequence[tuple[Valid, datetime]], letters: Sequence[_Letter]
-    ) -> None:
-        producer = self._producer
-        producer.begin()
-        produce = producer.produce
-        topic = self._valid_topic
-        for valid, ingested_at in produced:
-            produce(topic, encode_valid(valid, ingested_at=ingested_at), key=valid.account_id)
+    def _finish(self, messages: Sequence[Message], letters: Sequence[_Letter]) -> None:
+        """Dead letters and offsets join the open transaction, which then commits."""
         if letters:
             dead = [DeadLetter.of(letter.message, reason=letter.reason, detail=letter.detail) for letter in letters]
-            send_dead_letters(producer, self._settings, dead, service=SERVICE)
+            send_dead_letters(self._producer, self._settings, dead, service=SERVICE)
         offsets: list[TopicPartition] = offsets_after(messages)
-        producer.commit(offsets, self._consumer.consumer_group_metadata())
+        self._producer.commit(offsets, self._consumer.consumer_group_metadata())
 
     def _record(
         self, inserted: Sequence[Valid], letters: Sequence[_Letter], *, replayed: int, ingested_at: datetime

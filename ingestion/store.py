@@ -6,7 +6,14 @@ One database transaction per batch:
    atomic with respect to other ingest replicas (the table is partitioned by time, so
    PostgreSQL cannot enforce uniqueness of `transaction_id` alone);
 2. look up every candidate id;
-3. COPY the new rows into a temporary table and `INSERT ... SELECT ... ON CONFLICT DO NOTHING`.
+3. COPY the new rows straight into the table. The lock and the lookup are what make the write
+   idempotent (a row the lookup did not see cannot appear meanwhile); if one does anyway (a
+   writer that skips the lock), the primary key refuses the COPY, the whole batch rolls back and
+   is retried, and the retry's lookup sees the row. This is ~35% cheaper for PostgreSQL than
+   staging into a temporary table and `INSERT ... ON CONFLICT DO NOTHING` (ADR 0003).
+
+While rows stream to PostgreSQL, `publish` is called for each one that must go to `tx.valid`,
+so the caller's encoding and producing overlap with the server's index maintenance.
 
 A row whose `source_ref` equals the candidate's Kafka coordinates was written by an earlier
 attempt at this very record (the process died before its Kafka transaction committed): it is
@@ -17,11 +24,12 @@ candidate a `DUPLICATE`.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Final, NamedTuple
 
 import orjson
+from psycopg.errors import UniqueViolation
 from sqlalchemy import Engine
 
 from ingestion.errors import StoreConflictError
@@ -52,14 +60,8 @@ _COLUMNS: Final = (
     "source_ref",
 )
 _COLUMN_LIST: Final = ", ".join(_COLUMNS)
-_CREATE_STAGE: Final = (
-    "CREATE TEMP TABLE IF NOT EXISTS ingest_stage (LIKE transactions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-)
+_COPY: Final = f"COPY transactions ({_COLUMN_LIST}) FROM STDIN"
 _LOOKUP: Final = "SELECT transaction_id, source_ref, ingested_at FROM transactions WHERE transaction_id = ANY(%s)"
-_INSERT: Final = (
-    f"INSERT INTO transactions ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM ingest_stage "
-    "ON CONFLICT DO NOTHING RETURNING transaction_id"
-)
 
 
 class Outcome(enum.Enum):
@@ -102,16 +104,29 @@ class TransactionStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def write(self, candidates: Sequence[Candidate], *, ingested_at: datetime) -> list[Decision]:
-        """Insert what is new; one decision per candidate, in order. Durable when it returns."""
+    def write(
+        self,
+        candidates: Sequence[Candidate],
+        *,
+        ingested_at: datetime,
+        publish: Callable[[Candidate, datetime], None] | None = None,
+    ) -> list[Decision]:
+        """Insert what is new; one decision per candidate, in order. Durable when it returns.
+
+        `publish(candidate, ingested_at)` is called for every INSERTED and REPLAYED candidate
+        before the commit; if the commit fails, whatever it published must be discarded.
+        """
         if not candidates:
             return []
         connection = self._engine.raw_connection()
         try:
             pg: Any = connection.driver_connection
             try:
-                decisions = self._write(pg, candidates, ingested_at)
+                decisions = self._write(pg, candidates, ingested_at, publish)
                 pg.commit()
+            except UniqueViolation as exc:
+                pg.rollback()
+                raise StoreConflictError(f"a row appeared that the duplicate check did not see: {exc}") from exc
             except BaseException:
                 pg.rollback()
                 raise
@@ -119,60 +134,60 @@ class TransactionStore:
             connection.close()
         return decisions
 
-    def _write(self, pg: Any, candidates: Sequence[Candidate], ingested_at: datetime) -> list[Decision]:
+    def _write(
+        self,
+        pg: Any,
+        candidates: Sequence[Candidate],
+        ingested_at: datetime,
+        publish: Callable[[Candidate, datetime], None] | None,
+    ) -> list[Decision]:
         with pg.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", (INGEST_LOCK_KEY,))
             ids = list({candidate.valid.transaction_id for candidate in candidates})
             cursor.execute(_LOOKUP, (ids,))
             existing: dict[str, tuple[str | None, datetime]] = {row[0]: (row[1], row[2]) for row in cursor.fetchall()}
-            decisions: list[Decision] = []
-            claimed: dict[str, str] = {}  # ids taken by an earlier record of this batch
-            rows: list[tuple[Any, ...]] = []
-            for candidate in candidates:
-                valid = candidate.valid
-                transaction_id = valid.transaction_id
-                if transaction_id in existing:
-                    owner, stored_at = existing[transaction_id]
-                    decisions.append(self._against_existing(candidate, owner, stored_at))
-                    continue
-                if transaction_id in claimed:
-                    decisions.append(self._against_existing(candidate, claimed[transaction_id], ingested_at))
-                    continue
+            decisions = self._decide(candidates, existing, ingested_at)
+            inserted = [c for c, d in zip(candidates, decisions, strict=True) if d.outcome is Outcome.INSERTED]
+            if inserted:
+                stored = _copy_text(ingested_at)
+                with cursor.copy(_COPY) as copy:
+                    lines: list[str] = []
+                    for candidate, decision in zip(candidates, decisions, strict=True):
+                        outcome = decision.outcome
+                        if outcome is Outcome.INSERTED:
+                            lines.append(_copy_line(candidate, stored))
+                            if len(lines) == _COPY_CHUNK:
+                                copy.write("".join(lines).encode())
+                                lines = []
+                        if publish is not None and (outcome is Outcome.INSERTED or outcome is Outcome.REPLAYED):
+                            publish(candidate, decision.ingested_at)
+                    if lines:
+                        copy.write("".join(lines).encode())
+            elif publish is not None:
+                for candidate, decision in zip(candidates, decisions, strict=True):
+                    if decision.outcome is Outcome.REPLAYED:
+                        publish(candidate, decision.ingested_at)
+        return decisions
+
+    def _decide(
+        self,
+        candidates: Sequence[Candidate],
+        existing: dict[str, tuple[str | None, datetime]],
+        ingested_at: datetime,
+    ) -> list[Decision]:
+        decisions: list[Decision] = []
+        claimed: dict[str, str] = {}  # ids taken by an earlier record of this batch
+        inserted = Decision(Outcome.INSERTED, ingested_at)
+        for candidate in candidates:
+            transaction_id = candidate.valid.transaction_id
+            if transaction_id in existing:
+                owner, stored_at = existing[transaction_id]
+                decisions.append(self._against_existing(candidate, owner, stored_at))
+            elif transaction_id in claimed:
+                decisions.append(self._against_existing(candidate, claimed[transaction_id], ingested_at))
+            else:
                 claimed[transaction_id] = candidate.source_ref
-                fields = valid.fields
-                rows.append(
-                    (
-                        transaction_id,
-                        valid.occurred_at,
-                        fields["tenant_id"],
-                        fields["account_id"],
-                        fields["card_id"],
-                        fields["merchant_id"],
-                        fields["merchant_category"],
-                        fields["amount"],
-                        fields["currency"],
-                        fields["channel"],
-                        fields["country"],
-                        fields["device_id"],
-                        fields["ip"],
-                        fields["lat"],
-                        fields["lon"],
-                        orjson.dumps(fields["attributes"]).decode(),
-                        ingested_at,
-                        candidate.source_ref,
-                    )
-                )
-                decisions.append(Decision(Outcome.INSERTED, ingested_at))
-            if rows:
-                cursor.execute(_CREATE_STAGE)
-                with cursor.copy(f"COPY ingest_stage ({_COLUMN_LIST}) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row(row)
-                cursor.execute(_INSERT)
-                inserted = len(cursor.fetchall())
-                if inserted != len(rows):
-                    # Impossible under the lock unless someone writes without it: retry the batch.
-                    raise StoreConflictError(f"expected to insert {len(rows)} rows, inserted {inserted}")
+                decisions.append(inserted)
         return decisions
 
     @staticmethod
@@ -183,3 +198,54 @@ class TransactionStore:
         if replay_of is not None and replay_of == _replay_of(owner):
             return Decision(Outcome.SKIPPED, stored_at, f"dead letter {replay_of} was already re-ingested")
         return Decision(Outcome.DUPLICATE, stored_at, f"transaction_id already ingested from {owner or 'unknown'}")
+
+
+# COPY text format, written by hand: psycopg's per-value adaptation costs ~15 µs a row here,
+# while every value below is already text of a known shape.
+_COPY_CHUNK: Final = 1000
+_NULL: Final = "\\N"
+_ESCAPES: Final = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(value: object) -> str:
+    """One value in COPY text format (NULL, numbers, datetimes in ISO 8601, escaped text)."""
+    if value is None:
+        return _NULL
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, float):
+        return repr(value)
+    return str(value).translate(_ESCAPES)
+
+
+def _copy_line(candidate: Candidate, stored: str) -> str:
+    valid = candidate.valid
+    fields = valid.fields
+    attributes = fields["attributes"]
+    lat = fields["lat"]
+    # Identifiers, codes, amounts and IPs are validated to need no escaping; free text is escaped.
+    return (
+        "\t".join(
+            (
+                valid.transaction_id,
+                valid.occurred_at.isoformat(),
+                fields["tenant_id"],
+                fields["account_id"],
+                fields["card_id"] or _NULL,
+                fields["merchant_id"],
+                fields["merchant_category"],
+                fields["amount"],
+                fields["currency"],
+                fields["channel"],
+                fields["country"],
+                fields["device_id"] or _NULL,
+                fields["ip"] or _NULL,
+                _NULL if lat is None else repr(lat),
+                _NULL if lat is None else repr(fields["lon"]),
+                orjson.dumps(attributes).decode().translate(_ESCAPES) if attributes else "{}",
+                stored,
+                candidate.source_ref.translate(_ESCAPES),
+            )
+        )
+        + "\n"
+    )

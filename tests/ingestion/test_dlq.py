@@ -47,7 +47,9 @@ def ingest_until_idle(settings: Settings, window: TimeWindow) -> None:
 def test_inspect_lists_reasons_and_filters(topics: Settings, db: Engine) -> None:
     settings = topics.model_copy(update={"batch_size": 100})
     produce_raw(settings, [encode(transaction(n)) for n in range(5)])
-    produce_raw(settings, [MALFORMED["unknown_currency"], MALFORMED["invalid_json"], MALFORMED["unknown_country"]])
+    # One key, one partition: the dead letters keep this order.
+    malformed = [MALFORMED["unknown_currency"], MALFORMED["invalid_json"], MALFORMED["unknown_country"]]
+    produce_raw(settings, malformed, key=b"one-partition")
     ingest_until_idle(settings, WIDE)
 
     records = inspect_dead_letters(settings)

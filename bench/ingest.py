@@ -1,0 +1,159 @@
+"""Sustained throughput of `vigil run ingest`: Kafka in, Kafka (tx.valid, tx.dlq) and PostgreSQL out.
+
+Pre-loads tx.raw with synthetic transactions (plus a share of malformed ones), starts the
+real service as a subprocess against a throw-away database and topic prefix, and measures
+committed progress of its consumer group until it has caught up. Prints the figures, then
+checks exactly-once (rows and tx.valid messages equal the valid input) and cleans up.
+
+    .venv/bin/python -m bench.ingest [--transactions 300000] [--invalid-share 0.01] [--batch-size 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from core.kafka import DeliveringProducer, client_config, ensure_topics
+from core.migrate import upgrade
+from core.settings import Settings, load_settings
+from core.topics import STREAM_TOPICS, TX_DLQ, TX_RAW, TX_VALID
+from ingestion import consumer_group, read_topic
+from vigil.generator import GeneratorConfig, SyntheticStream
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
+
+
+def _preload(settings: Settings, *, count: int, invalid_share: float) -> tuple[int, int, float]:
+    """Produce `count` records to tx.raw; returns (valid, invalid, seconds)."""
+    start = datetime.now(UTC) - timedelta(hours=1)
+    stream = SyntheticStream(
+        GeneratorConfig(rate=count, duration=1, seed=2024, start=start, event_rate=count / 3600, accounts=20_000)
+    )
+    producer = DeliveringProducer(settings, service="bench")
+    topic = settings.topic(TX_RAW)
+    every = int(1 / invalid_share) if invalid_share > 0 else 0
+    valid = invalid = 0
+    began = time.perf_counter()
+    for batch in stream.batches():
+        for record in batch.transactions:
+            if every and (valid + invalid) % every == every - 1:
+                producer.produce(topic, orjson.dumps({**record, "currency": "QQQ"}), key=record["account_id"])
+                invalid += 1
+            else:
+                producer.produce(topic, orjson.dumps(record), key=record["account_id"])
+                valid += 1
+    producer.flush_or_raise()
+    return valid, invalid, time.perf_counter() - began
+
+
+def _committed(settings: Settings, consumer: Consumer, partitions: list[TopicPartition]) -> int:
+    done = 0
+    for position in consumer.committed(partitions, timeout=10):
+        done += max(position.offset, 0)
+    return done
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--transactions", type=int, default=300_000)
+    parser.add_argument("--invalid-share", type=float, default=0.01)
+    parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--partitions", type=int, default=6)
+    args = parser.parse_args()
+
+    base = load_settings(environment="test", log_format="text")
+    database = f"vigil_bench_{os.getpid()}"
+    admin_url = make_url(base.database_url)
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{database}"'))
+    url = admin_url.set(database=database).render_as_string(hide_password=False)
+    settings = base.model_copy(
+        update={
+            "database_url": url,
+            "kafka_topic_prefix": f"bench{uuid.uuid4().hex[:8]}.",
+            "kafka_partitions": args.partitions,
+            "batch_size": args.batch_size,
+        }
+    )
+    process: subprocess.Popen[bytes] | None = None
+    try:
+        upgrade(url)
+        ensure_topics(settings, STREAM_TOPICS)
+        valid, invalid, produce_seconds = _preload(settings, count=args.transactions, invalid_share=args.invalid_share)
+        total = valid + invalid
+        print(f"preloaded {total:,} records ({invalid:,} malformed) in {produce_seconds:.1f}s")
+
+        env = {
+            **os.environ,
+            "VIGIL_ENVIRONMENT": "test",
+            "VIGIL_DATABASE_URL": url,
+            "VIGIL_KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
+            "VIGIL_KAFKA_PARTITIONS": str(args.partitions),
+            "VIGIL_BATCH_SIZE": str(args.batch_size),
+            "VIGIL_LOG_LEVEL": "WARNING",
+        }
+        vigil = Path(sys.executable).with_name("vigil")
+        process = subprocess.Popen([str(vigil), "run", "ingest", "--instance-id", "bench"], env=env)
+        probe = Consumer(client_config(settings, **{"group.id": consumer_group(settings)}))
+        topic = settings.topic(TX_RAW)
+        partitions = [TopicPartition(topic, p) for p in range(args.partitions)]
+        samples: list[tuple[float, int, float]] = []
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            done = _committed(settings, probe, partitions)
+            samples.append((time.monotonic(), done, _cpu_seconds(process.pid)))
+            if done >= total:
+                break
+            if process.poll() is not None:
+                raise SystemExit(f"ingest exited early with {process.returncode}")
+            time.sleep(0.5)
+        probe.close()
+        # Sustained: from the first committed batch to the end (start-up and group join excluded).
+        first = next(s for s in samples if s[1] > 0)
+        last = samples[-1]
+        seconds = last[0] - first[0]
+        records = last[1] - first[1]
+        cpu = last[2] - first[2]
+        print(f"ingest: {records:,} records in {seconds:.1f}s = {records / seconds:,.0f} records/s sustained")
+        print(f"ingest process CPU: {cpu:.1f}s over {seconds:.1f}s wall = {cpu / seconds:.2f} cores")
+        print(f"per core of ingest CPU: {records / cpu:,.0f} records/s")
+
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+        with create_engine(url).connect() as connection:
+            rows = connection.execute(text("SELECT count(*) FROM transactions")).scalar_one()
+        out = len(read_topic(settings, settings.topic(TX_VALID), timeout=120))
+        dead = len(read_topic(settings, settings.topic(TX_DLQ), timeout=60))
+        print(f"check: rows={rows:,} tx.valid={out:,} dlq={dead:,} (expected {valid:,}/{valid:,}/{invalid:,})")
+        if (rows, out, dead) != (valid, valid, invalid):
+            raise SystemExit("exactly-once check FAILED")
+    finally:
+        if process is not None and process.poll() is None:
+            process.kill()
+        AdminClient(client_config(settings)).delete_topics([settings.topic(spec.name) for spec in STREAM_TOPICS])
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    main()
