@@ -61,7 +61,7 @@ def timestamps(draw: st.DrawFn) -> str:
 
 
 ATTRIBUTE_VALUES = (
-    st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=200)
+    st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=200)
     | st.booleans()
     | st.integers(min_value=-(2**63), max_value=2**63 - 1)
     | st.floats(allow_nan=False, allow_infinity=False)
