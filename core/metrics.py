@@ -40,6 +40,7 @@ MetricName = Literal[
     "vigil_ml_model_loads_total",
     "vigil_ml_model_version",
     "vigil_ml_rows_scored_total",
+    "vigil_dlq_depth",
 ]
 
 _LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -122,6 +123,10 @@ ML_MODEL_LOADS: Final = Counter(
 )
 ML_MODEL_VERSION: Final = Gauge("vigil_ml_model_version", "Registered model version detect-ml serves.", ["detector"])
 ML_ROWS_SCORED: Final = Counter("vigil_ml_rows_scored", "Rows an ML model scored.", ["detector"])
+
+DLQ_DEPTH: Final = Gauge(
+    "vigil_dlq_depth", "Records retained in a dead-letter topic (log end minus log start).", ["topic"]
+)
 
 
 class Health:
