@@ -88,7 +88,11 @@ def compute_only(engine: FeatureEngine, messages: list[bytes], batch_size: int) 
 
 
 def through_kafka(
-    settings: Settings, messages: list[bytes], database_url: str, engine: FeatureEngine | None = None
+    settings: Settings,
+    messages: list[bytes],
+    database_url: str,
+    engine: FeatureEngine | None = None,
+    compression: str = "lz4",
 ) -> tuple[float, float, FeatureStage]:
     """(wall, CPU) seconds for the real stage to turn every message on tx.valid into acknowledged vectors."""
     ensure_topics(settings, STREAM_TOPICS)
@@ -101,7 +105,7 @@ def through_kafka(
     database = make_engine(settings.model_copy(update={"database_url": database_url}), pool_size=1)
     stage = FeatureStage(
         settings=settings,
-        options=StageOptions(idle_seconds=0.5, snapshot_interval=3600.0),
+        options=StageOptions(idle_seconds=0.5, snapshot_interval=3600.0, output_compression=compression),
         database=database,
         stop=StopFlag(),
     )
@@ -132,6 +136,7 @@ def main() -> None:
     parser.add_argument("--merchants", type=int, default=10_000)
     parser.add_argument("--batch-size", type=int, default=5_000)
     parser.add_argument("--skip-kafka", action="store_true", help="Only the in-process figure.")
+    parser.add_argument("--compression", default="lz4", help="compression.type of tx.features (lz4, none, ...).")
     args = parser.parse_args()
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core, every thread of the process
 
@@ -179,8 +184,8 @@ def main() -> None:
             args.transactions, accounts=args.accounts, merchants=args.merchants, seed=3, start=START + timedelta(days=4)
         )
         del warmup, measured
-        wall, cpu, stage = through_kafka(settings, stream, url, engine)
-        _report("stage through Kafka (one core, 3 partitions, warm state)", len(stream), wall, cpu)
+        wall, cpu, stage = through_kafka(settings, stream, url, engine, args.compression)
+        _report(f"stage through Kafka (one core, 3 partitions, warm state, {args.compression})", len(stream), wall, cpu)
         started = time.perf_counter()
         blob = pack_state(stage._engine, stage._sequencer)
         print(f"snapshot of the stage: {len(blob) / 1e6:,.1f} MB in {time.perf_counter() - started:.2f}s")

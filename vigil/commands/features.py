@@ -49,10 +49,17 @@ def _settings(ctx: click.Context) -> Settings:
 )
 @click.option(
     "--snapshot-interval",
-    default=10.0,
+    default=30.0,
     show_default=True,
     type=click.FloatRange(0.1),
     help="Seconds between state snapshots (a restart replays at most this much).",
+)
+@click.option(
+    "--output-compression",
+    default="lz4",
+    show_default=True,
+    type=click.Choice(["lz4", "zstd", "snappy", "gzip", "none"]),
+    help="Compression of tx.features batches: CPU per vector against bytes on the broker.",
 )
 @click.pass_context
 def run_features(
@@ -62,6 +69,7 @@ def run_features(
     allowed_lateness: float,
     idle_seconds: float,
     snapshot_interval: float,
+    output_compression: str,
 ) -> None:
     """Consume tx.valid, publish one FeatureVector per transaction to tx.features."""
     from core import metrics
@@ -78,6 +86,7 @@ def run_features(
         allowed_lateness=allowed_lateness,
         idle_seconds=idle_seconds,
         snapshot_interval=snapshot_interval,
+        output_compression=output_compression,
     )
     stop = StopFlag()
     stop.install()
