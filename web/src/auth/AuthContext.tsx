@@ -55,7 +55,7 @@ export function AuthProvider({ children, fetch }: { children: ReactNode; fetch?:
         api.GET("/v1/auth/me", { headers: { Authorization: `Bearer ${issued.access_token}` } }),
       );
       if (who.kind === "client" || !who.roles.some((role) => DASHBOARD_ROLES.includes(role))) {
-        throw new ApiError(403, "not_a_dashboard_user", "This account is an API client and cannot use the dashboard.");
+        throw new ApiError(403, "not_a_dashboard_user", "This account is for API ingestion and cannot sign in to the dashboard.");
       }
       if (me !== null && who.principal_id !== me.principal_id) {
         // Someone else signing in on an expired screen must not inherit the previous page state.

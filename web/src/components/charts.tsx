@@ -27,7 +27,7 @@ export function TrendChart({
   points,
   bucket,
   timeZone,
-  height = 220,
+  height = 170,
 }: {
   points: TrendPoint[];
   bucket: "hour" | "day";
@@ -56,7 +56,6 @@ export function TrendChart({
         viewBox={`0 0 ${width} ${height}`}
         role="img"
         aria-label={`Anomalies per ${bucket}, stacked by group. Totals: ${summary || "none"}`}
-        preserveAspectRatio="none"
       >
         {ticks.map((t) => {
           const y = pad.top + plotH - (t / max) * plotH;
@@ -136,7 +135,7 @@ export function TimelineChart({
   anomalousIds,
   currentId,
   timeZone,
-  height = 220,
+  height = 190,
 }: {
   transactions: TimelineTransaction[];
   anomalousIds: Set<string>;
@@ -169,7 +168,6 @@ export function TimelineChart({
         viewBox={`0 0 ${width} ${height}`}
         role="img"
         aria-label={`${rows.length} transactions over time, ${flagged} flagged as anomalous`}
-        preserveAspectRatio="none"
       >
         {[0, 0.5, 1].map((f) => (
           <g key={f}>

@@ -14,7 +14,8 @@ export interface Loaded<T> {
 
 export function useApi<T>(load: (signal: AbortSignal) => Promise<T>, deps: DependencyList, refreshMs?: number): Loaded<T> {
   const { state } = useAuth();
-  const [data, setData] = useState<T | undefined>(undefined);
+  const key = JSON.stringify(deps);
+  const [loaded, setLoaded] = useState<{ key: string; value: T } | undefined>(undefined);
   const [error, setError] = useState<Error | undefined>(undefined);
   const [loading, setLoading] = useState(true);
   const [refreshedAt, setRefreshedAt] = useState<number | null>(null);
@@ -22,13 +23,11 @@ export function useApi<T>(load: (signal: AbortSignal) => Promise<T>, deps: Depen
   const loader = useRef(load);
   loader.current = load;
 
-  // New inputs mean new data: clear it so the page shows loading, not the previous selection.
+  // New inputs mean new data: clear the error so the page shows loading, not the previous selection.
   useEffect(() => {
-    setData(undefined);
     setError(undefined);
     setLoading(true);
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, deps);
+  }, [key]);
 
   useEffect(() => {
     if (state !== "active") return undefined;
@@ -37,7 +36,7 @@ export function useApi<T>(load: (signal: AbortSignal) => Promise<T>, deps: Depen
       .current(controller.signal)
       .then((value) => {
         if (controller.signal.aborted) return;
-        setData(value);
+        setLoaded({ key, value });
         setError(undefined);
         setRefreshedAt(Date.now());
       })
@@ -50,7 +49,7 @@ export function useApi<T>(load: (signal: AbortSignal) => Promise<T>, deps: Depen
       });
     return () => controller.abort();
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [...deps, tick, state]);
+  }, [key, tick, state]);
 
   useEffect(() => {
     if (!refreshMs || state !== "active") return undefined;
@@ -62,5 +61,7 @@ export function useApi<T>(load: (signal: AbortSignal) => Promise<T>, deps: Depen
   }, [refreshMs, state]);
 
   const reload = useCallback(() => setTick((t) => t + 1), []);
+  // Data loaded for other inputs is never shown for these (render-time check, no stale frame).
+  const data = loaded?.key === key ? loaded.value : undefined;
   return { data, error, loading, refreshedAt, reload };
 }

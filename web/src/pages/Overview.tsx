@@ -149,9 +149,10 @@ export function OverviewPage() {
                     <tr key={a.anomaly_id}>
                       <td title={a.event_time}>{formatShortTime(a.event_time, timeZone)}</td>
                       <td>
-                        <Link to={`/transactions/${encodeURIComponent(a.transaction_id)}`}>
-                          {a.entity_type} {a.entity_id}
+                        <Link className="nowrap" to={`/transactions/${encodeURIComponent(a.transaction_id)}`}>
+                          {a.entity_id}
                         </Link>
+                        <div className="muted small">{a.entity_type}</div>
                       </td>
                       <td>
                         <SeverityBadge severity={a.severity} /> {a.detector_name}

@@ -91,7 +91,7 @@ function issuesFrom(error: unknown): Issue[] {
 export function RuleDetailPage() {
   const { ruleId = "" } = useParams();
   const creating = ruleId === "new";
-  const { api, can } = useAuth();
+  const { api, can, me } = useAuth();
   const navigate = useNavigate();
   const rule = useApi(
     (signal) =>
@@ -112,7 +112,10 @@ export function RuleDetailPage() {
   const [backtestError, setBacktestError] = useState<string | null>(null);
   const [backtesting, setBacktesting] = useState(false);
   const [days, setDays] = useState(7);
-  const writable = can("rules:write");
+  // Rules without a tenant apply everywhere: the API lets only admins change them.
+  const globalRule = !creating && rule.data !== undefined && rule.data !== null && rule.data.tenant_id === null;
+  const writable = can("rules:write") && (!globalRule || (me?.roles.includes("admin") ?? false));
+  const canBacktest = can("rules:write");
 
   useEffect(() => {
     if (current) {
@@ -125,7 +128,7 @@ export function RuleDetailPage() {
 
   // Validate while typing (debounced): the same checker the API runs at save time.
   useEffect(() => {
-    if (!writable || !expression.trim()) {
+    if (!canBacktest || !expression.trim()) {
       setIssues([]);
       return undefined;
     }
@@ -143,7 +146,7 @@ export function RuleDetailPage() {
       controller.abort();
       window.clearTimeout(timer);
     };
-  }, [api, expression, writable]);
+  }, [api, expression, canBacktest]);
 
   async function save(event: FormEvent) {
     event.preventDefault();
@@ -167,7 +170,7 @@ export function RuleDetailPage() {
       setSaveState({ tone: "ok", text: `Published version ${saved.current_version}.` });
       rule.reload();
     } catch (exc) {
-      setIssues(issuesFrom(exc));
+      if (exc instanceof ApiError && exc.status === 422) setIssues(issuesFrom(exc));
       setSaveState({ tone: "error", text: exc instanceof Error ? exc.message : String(exc) });
     }
   }
@@ -232,7 +235,7 @@ export function RuleDetailPage() {
         spellCheck={false}
         value={expression}
         onChange={(e) => setExpression(e.target.value)}
-        disabled={!writable}
+        disabled={!canBacktest}
         aria-invalid={issues.length > 0}
         aria-describedby="rule-issues"
       />
@@ -247,7 +250,7 @@ export function RuleDetailPage() {
               </li>
             ))}
           </ul>
-        ) : expression.trim() && writable ? (
+        ) : expression.trim() && canBacktest ? (
           <p className="form-ok small">{checking ? "Checking…" : "The expression is valid."}</p>
         ) : null}
       </div>
@@ -259,11 +262,13 @@ export function RuleDetailPage() {
           <option value="critical">critical</option>
         </select>
       </label>
-      {writable ? (
+      {canBacktest ? (
         <div className="form-actions">
-          <button type="submit" className="btn btn-primary" disabled={!dirty || !name.trim() || !expression.trim()}>
-            {creating ? "Create rule (disabled)" : "Publish new version"}
-          </button>
+          {writable ? (
+            <button type="submit" className="btn btn-primary" disabled={!dirty || !name.trim() || !expression.trim()}>
+              {creating ? "Create rule (disabled)" : "Publish new version"}
+            </button>
+          ) : null}
           <button type="button" className="btn" onClick={() => void runBacktest()} disabled={!expression.trim() || backtesting}>
             {backtesting ? "Backtesting…" : "Backtest draft"}
           </button>
@@ -280,6 +285,9 @@ export function RuleDetailPage() {
       ) : (
         <p className="muted">Your role can read rules but not change them.</p>
       )}
+      {canBacktest && !writable ? (
+        <p className="muted small">This rule applies to every tenant: only admins publish it. Drafts can still be backtested.</p>
+      ) : null}
       {saveState ? (
         <p role={saveState.tone === "error" ? "alert" : "status"} className={saveState.tone === "error" ? "form-error" : "form-ok"}>
           {saveState.text}
