@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
 import socket
 import time
 from collections import Counter
@@ -28,7 +29,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from core import metrics
 from core.db import database_ready, make_engine
@@ -56,6 +57,7 @@ SERVICE: Final = "ingest"
 SOURCE: Final = "kafka"  # label of TRANSACTIONS_ACCEPTED/REJECTED; the HTTP API uses its own
 REPLAY_HEADER: Final = "vigil.replay.of"  # set by `vigil dlq replay`: the dead letter re-submitted
 _TIMESTAMP_NOT_AVAILABLE: Final = 0
+_DLQ_DEPTH_EVERY_SECONDS: Final = 15.0
 _INGEST_TOPICS: Final = (TX_RAW, TX_VALID, TX_DLQ)
 
 
@@ -96,6 +98,8 @@ class IngestHandler:
         self._stop = stop
         self._valid_topic = settings.topic(TX_VALID)
         self._max_bytes = settings.max_message_bytes
+        self._dlq_topic = settings.topic(TX_DLQ)
+        self._dlq_checked_at = -math.inf
         self.fatal: FatalIngestionError | None = None
 
     def process(self, messages: list[Message]) -> None:
@@ -135,6 +139,7 @@ class IngestHandler:
                 self._fail(FatalIngestionError(f"cannot abort the Kafka transaction: {exc}"))
             raise
         self._record(inserted, letters, replayed=replayed, ingested_at=ingested_at)
+        self.refresh_dlq_depth()
 
     def _validate(self, messages: Sequence[Message]) -> tuple[list[Candidate], list[Message], list[_Letter]]:
         candidates: list[Candidate] = []
@@ -185,6 +190,30 @@ class IngestHandler:
             metrics.TRANSACTIONS_REJECTED.labels(SOURCE, str(reason)).inc(count)
         if replayed:
             log.info("re-produced rows an earlier attempt stored before it stopped", extra={"rows": replayed})
+
+    def refresh_dlq_depth(self) -> None:
+        """Set `vigil_dlq_depth` from the DLQ's watermarks, at most every 15 s (also called when idle).
+
+        Log end minus log start: transaction commit markers take offsets too, so this is an
+        upper bound on the records retained; what alerts care about is that it grows.
+        """
+        now = time.monotonic()
+        if now - self._dlq_checked_at < _DLQ_DEPTH_EVERY_SECONDS:
+            return
+        self._dlq_checked_at = now
+        topic = self._dlq_topic
+        try:
+            metadata = self._consumer.list_topics(topic, timeout=5).topics.get(topic)
+            if metadata is None or metadata.error is not None:
+                return
+            depth = 0
+            for partition in metadata.partitions:
+                low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)
+                depth += max(high - low, 0)
+        except KafkaException as exc:
+            log.warning("could not read the DLQ depth", extra={"error": str(exc)})
+            return
+        metrics.DLQ_DEPTH.labels(topic).set(depth)
 
     def _fail(self, exc: FatalIngestionError) -> None:
         log.error("fatal: stopping so a fresh instance can take over", extra={"error": str(exc)})
@@ -268,6 +297,7 @@ def run_ingest(
             batch_timeout=settings.batch_timeout_ms / 1000,
             stop=stop,
             health=health,
+            on_idle=handler.refresh_dlq_depth,
         ).run()
     finally:
         producer.flush_or_raise()

@@ -197,6 +197,8 @@ def test_metrics_count_accepted_and_rejected_by_reason(topics: Settings, db: Eng
         == 1
     )
     assert sample("vigil_ingest_latency_seconds_count", {}) - latency_before == 25
+    # One dead letter (plus its transaction's commit marker) sits in this test's own DLQ.
+    assert 1 <= sample("vigil_dlq_depth", {"topic": settings.topic(TX_DLQ)}) <= 2
 
 
 def test_dead_letter_details_are_json_safe_and_bounded(topics: Settings, db: Engine) -> None:
