@@ -20,6 +20,7 @@ COMMAND_MODULES: Final[tuple[str, ...]] = (
     "vigil.commands.detectors",
     "vigil.commands.features",
     "vigil.commands.ingestion",
+    "vigil.commands.ml",
     "vigil.commands.rules",
 )
 
