@@ -92,7 +92,6 @@ def through_kafka(
     messages: list[bytes],
     database_url: str,
     engine: FeatureEngine | None = None,
-    compression: str = "lz4",
 ) -> tuple[float, float, FeatureStage]:
     """(wall, CPU) seconds for the real stage to turn every message on tx.valid into acknowledged vectors."""
     ensure_topics(settings, STREAM_TOPICS)
@@ -105,7 +104,7 @@ def through_kafka(
     database = make_engine(settings.model_copy(update={"database_url": database_url}), pool_size=1)
     stage = FeatureStage(
         settings=settings,
-        options=StageOptions(idle_seconds=0.5, snapshot_interval=3600.0, output_compression=compression),
+        options=StageOptions(idle_seconds=0.5, snapshot_interval=3600.0),
         database=database,
         stop=StopFlag(),
     )
@@ -136,7 +135,6 @@ def main() -> None:
     parser.add_argument("--merchants", type=int, default=10_000)
     parser.add_argument("--batch-size", type=int, default=5_000)
     parser.add_argument("--skip-kafka", action="store_true", help="Only the in-process figure.")
-    parser.add_argument("--compression", default="lz4", help="compression.type of tx.features (lz4, none, ...).")
     args = parser.parse_args()
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core, every thread of the process
 

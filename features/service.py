@@ -55,9 +55,6 @@ class StageOptions:
     allowed_lateness: float = 10.0
     idle_seconds: float = 2.0
     snapshot_interval: float = 30.0
-    # lz4 costs ~16 us of CPU per ~5.6 KB vector on this hardware (bench/features.py); "none" trades
-    # that for ~5x the bytes on the broker.
-    output_compression: str = "lz4"
 
     def __post_init__(self) -> None:
         if not 0 <= self.replica_index < self.replicas:
@@ -119,9 +116,7 @@ class FeatureStage:
         self._probe: Consumer = make_consumer(settings, group_id=f"{settings.topic('vigil-features')}-probe")
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feature-snapshots")
         self._writing: Future[None] | None = None
-        self._producer = DeliveringProducer(
-            settings, service=SERVICE, **{"compression.type": options.output_compression}
-        )
+        self._producer = DeliveringProducer(settings, service=SERVICE)
         self._partitions: list[int] = []
         self._output_partitions: list[int] = []
         self._owned: tuple[int, ...] = ()

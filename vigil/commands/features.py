@@ -54,13 +54,6 @@ def _settings(ctx: click.Context) -> Settings:
     type=click.FloatRange(0.1),
     help="Seconds between state snapshots (a restart replays at most this much).",
 )
-@click.option(
-    "--output-compression",
-    default="lz4",
-    show_default=True,
-    type=click.Choice(["lz4", "zstd", "snappy", "gzip", "none"]),
-    help="Compression of tx.features batches: CPU per vector against bytes on the broker.",
-)
 @click.pass_context
 def run_features(
     ctx: click.Context,
@@ -69,7 +62,6 @@ def run_features(
     allowed_lateness: float,
     idle_seconds: float,
     snapshot_interval: float,
-    output_compression: str,
 ) -> None:
     """Consume tx.valid, publish one FeatureVector per transaction to tx.features."""
     from core import metrics
@@ -86,7 +78,6 @@ def run_features(
         allowed_lateness=allowed_lateness,
         idle_seconds=idle_seconds,
         snapshot_interval=snapshot_interval,
-        output_compression=output_compression,
     )
     stop = StopFlag()
     stop.install()
