@@ -159,7 +159,8 @@ export function TimelineChart({
   const y = (v: number) => pad.top + plotH - (v / max) * plotH;
   const path = rows.map((r, i) => `${i ? "L" : "M"}${x(r.time).toFixed(1)},${y(r.value).toFixed(1)}`).join(" ");
   const flagged = rows.filter((r) => anomalousIds.has(r.transaction_id)).length;
-  const currency = rows[0]?.currency;
+  const currencies = new Set(rows.map((r) => r.currency));
+  const currency = currencies.size === 1 ? rows[0]?.currency : undefined;
   const dayLabels = rows.length > 1 && span > 36 * 3600_000;
 
   return (

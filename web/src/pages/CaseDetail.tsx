@@ -304,38 +304,7 @@ export function CasePage() {
               d && Object.keys(d.features).length ? null : <Empty title="No feature snapshot was stored with this anomaly" />
             }
           >
-            {(d) => (
-              <table className="table table-compact" aria-label="Feature snapshot with baselines">
-                <thead>
-                  <tr>
-                    <th scope="col">Feature</th>
-                    <th scope="col" className="num">
-                      Value
-                    </th>
-                    <th scope="col" className="num">
-                      Baseline
-                    </th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {Object.entries(d!.features)
-                    .sort(([a], [b]) => Number(reasonsByFeature.has(b)) - Number(reasonsByFeature.has(a)) || a.localeCompare(b))
-                    .map(([name, value]) => {
-                      const reason = reasonsByFeature.get(name);
-                      return (
-                        <tr key={name} className={reason ? "highlight" : ""}>
-                          <td title={name}>
-                            <span className="muted small">{featureEntity(name)} · </span>
-                            {featureLabel(name)}
-                          </td>
-                          <td className="num">{formatNumber(value)}</td>
-                          <td className="num">{reason ? formatNumber(reason.baseline) : ""}</td>
-                        </tr>
-                      );
-                    })}
-                </tbody>
-              </table>
-            )}
+            {(d) => <FeatureSnapshot features={d!.features} reasons={reasonsByFeature} />}
           </Async>
         </Card>
 
@@ -343,13 +312,22 @@ export function CasePage() {
           <Async value={related} empty={() => (others.length ? null : <Empty title="No other anomalies on this entity" />)}>
             {() => (
               <ul className="related">
-                {others.map((a) => (
+                {others.slice(0, 10).map((a) => (
                   <li key={a.anomaly_id}>
                     <Link to={`/transactions/${encodeURIComponent(a.transaction_id)}`}>{formatTime(a.event_time)}</Link>{" "}
                     <SeverityBadge severity={a.severity} /> {a.detector_name} · {formatMoney(a.amount, a.currency)}{" "}
                     <StatusBadge status={a.status} />
                   </li>
                 ))}
+                {others.length > 10 ? (
+                  <li>
+                    <Link
+                      to={`/queue?view=anomalies&entity_type=${c.entity_type}&entity_id=${encodeURIComponent(c.entity_id)}`}
+                    >
+                      All anomalies on this entity →
+                    </Link>
+                  </li>
+                ) : null}
               </ul>
             )}
           </Async>
@@ -410,4 +388,52 @@ function describeAudit(action: string, details: Record<string, unknown>): string
     default:
       return action.replace(/[._]/g, " ");
   }
+}
+
+const KEY_FEATURES = 12;
+
+/** The features the detectors cited first (with their baselines), then the rest behind a toggle. */
+function FeatureSnapshot({ features, reasons }: { features: Record<string, number | null>; reasons: Map<string, Reason> }) {
+  const [all, setAll] = useState(false);
+  const rows = Object.entries(features)
+    .filter(([, value]) => value !== null)
+    .sort(([a], [b]) => Number(reasons.has(b)) - Number(reasons.has(a)) || a.localeCompare(b));
+  const shown = all ? rows : rows.slice(0, Math.max(KEY_FEATURES, rows.filter(([n]) => reasons.has(n)).length));
+  return (
+    <>
+      <table className="table table-compact" aria-label="Feature snapshot with baselines">
+        <thead>
+          <tr>
+            <th scope="col">Feature</th>
+            <th scope="col" className="num">
+              Value
+            </th>
+            <th scope="col" className="num">
+              Baseline
+            </th>
+          </tr>
+        </thead>
+        <tbody>
+          {shown.map(([name, value]) => {
+            const reason = reasons.get(name);
+            return (
+              <tr key={name} className={reason ? "highlight" : ""}>
+                <td title={name}>
+                  <span className="muted small">{featureEntity(name)} · </span>
+                  {featureLabel(name)}
+                </td>
+                <td className="num">{formatNumber(value)}</td>
+                <td className="num">{reason ? formatNumber(reason.baseline) : ""}</td>
+              </tr>
+            );
+          })}
+        </tbody>
+      </table>
+      {rows.length > shown.length || all ? (
+        <button type="button" className="btn btn-ghost btn-small" onClick={() => setAll(!all)} aria-expanded={all}>
+          {all ? "Show the key features only" : `Show all ${rows.length} features`}
+        </button>
+      ) : null}
+    </>
+  );
 }

@@ -101,9 +101,13 @@ export function HealthPage() {
         />
         <Kpi label="Anomalies, last hour" value={trends.data ? lastHour.toLocaleString("en-GB") : "…"} hint="all detectors" />
         <Kpi
-          label="API requests"
-          value={metrics.data?.rate !== null && metrics.data?.rate !== undefined ? `${metrics.data.rate.toFixed(1)}/s` : "…"}
-          hint={metrics.data?.requests !== null && metrics.data ? `${metrics.data.requests} served by this process` : undefined}
+          label="API requests served"
+          value={metrics.data?.requests !== null && metrics.data ? metrics.data.requests.toLocaleString("en-GB") : "…"}
+          hint={
+            metrics.data?.rate !== null && metrics.data?.rate !== undefined
+              ? `${metrics.data.rate.toFixed(1)} requests/s over the last 5 s`
+              : "rate appears after the next refresh"
+          }
         />
       </div>
       <div className="grid-2">

@@ -234,7 +234,10 @@ export function RuleDetailPage() {
         rows={5}
         spellCheck={false}
         value={expression}
-        onChange={(e) => setExpression(e.target.value)}
+        onChange={(e) => {
+          setExpression(e.target.value);
+          setSaveState(null);
+        }}
         disabled={!canBacktest}
         aria-invalid={issues.length > 0}
         aria-describedby="rule-issues"
