@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import bisect
 import logging
-import math
 import socket
+import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
 
+import orjson
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from core import metrics
@@ -37,6 +38,7 @@ from core.kafka import (
     BatchLoop,
     DeadLetter,
     StopFlag,
+    client_config,
     ensure_topics,
     header_pairs,
     make_consumer,
@@ -49,7 +51,7 @@ from ingestion.errors import FatalIngestionError
 from ingestion.producer import TransactionalProducer
 from ingestion.reasons import RejectReason
 from ingestion.store import Candidate, Outcome, TransactionStore, source_ref
-from ingestion.validate import Invalid, TimeWindow, Valid, encode_valid, parse_transaction
+from ingestion.validate import Invalid, TimeWindow, Valid, encode_valid, fast_path, parse_transaction, utc_text
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +100,6 @@ class IngestHandler:
         self._stop = stop
         self._valid_topic = settings.topic(TX_VALID)
         self._max_bytes = settings.max_message_bytes
-        self._dlq_topic = settings.topic(TX_DLQ)
-        self._dlq_checked_at = -math.inf
         self.fatal: FatalIngestionError | None = None
 
     def process(self, messages: list[Message]) -> None:
@@ -111,10 +111,13 @@ class IngestHandler:
         send = producer.send
         topic = self._valid_topic
 
+        batch_time = utc_text(ingested_at)
+
         def publish(candidate: Candidate, stored_at: datetime) -> None:
             # Invisible until the Kafka commit below, which only happens after the database commit.
             valid = candidate.valid
-            send(topic, encode_valid(valid, ingested_at=stored_at), key=valid.account_id)
+            stamp = batch_time if stored_at is ingested_at else utc_text(stored_at)
+            send(topic, encode_valid(valid, ingested_at=stamp), key=valid.account_id)
 
         try:
             producer.begin()
@@ -139,7 +142,6 @@ class IngestHandler:
                 self._fail(FatalIngestionError(f"cannot abort the Kafka transaction: {exc}"))
             raise
         self._record(inserted, letters, replayed=replayed, ingested_at=ingested_at)
-        self.refresh_dlq_depth()
 
     def _validate(self, messages: Sequence[Message]) -> tuple[list[Candidate], list[Message], list[_Letter]]:
         candidates: list[Candidate] = []
@@ -150,8 +152,20 @@ class IngestHandler:
         age = window.max_age_seconds
         now = time.time()
         max_bytes = self._max_bytes
+        loads = orjson.loads
         for message in messages:
-            verdict = parse_transaction(message.value(), max_bytes=max_bytes)
+            raw = message.value()
+            verdict: Valid | Invalid | None = None
+            # parse_transaction's common case, inlined: it runs for every record.
+            if raw and len(raw) <= max_bytes:
+                try:
+                    value = loads(raw)
+                except orjson.JSONDecodeError:
+                    value = None
+                if type(value) is dict:
+                    verdict = fast_path(value)
+            if verdict is None:
+                verdict = parse_transaction(raw, max_bytes=max_bytes)
             if type(verdict) is Invalid:
                 letters.append(_Letter(message, verdict.reason, verdict.detail))
                 continue
@@ -163,10 +177,13 @@ class IngestHandler:
                 if refused is not None:
                     letters.append(_Letter(message, refused.reason, refused.detail))
                     continue
-            replay_of = _replay_of(header_pairs(message)) if message.headers() else None
-            ref = source_ref(
-                message.topic() or "", message.partition() or 0, message.offset() or 0, replay_of=replay_of
-            )
+            if message.headers():
+                replay_of = _replay_of(header_pairs(message))
+                ref = source_ref(
+                    message.topic() or "", message.partition() or 0, message.offset() or 0, replay_of=replay_of
+                )
+            else:
+                ref = f"{message.topic()}/{message.partition()}/{message.offset()}"  # source_ref(), inlined
             candidates.append(Candidate(valid, ref))
             sources.append(message)
         return candidates, sources, letters
@@ -190,30 +207,6 @@ class IngestHandler:
             metrics.TRANSACTIONS_REJECTED.labels(SOURCE, str(reason)).inc(count)
         if replayed:
             log.info("re-produced rows an earlier attempt stored before it stopped", extra={"rows": replayed})
-
-    def refresh_dlq_depth(self) -> None:
-        """Set `vigil_dlq_depth` from the DLQ's watermarks, at most every 15 s (also called when idle).
-
-        Log end minus log start: transaction commit markers take offsets too, so this is an
-        upper bound on the records retained; what alerts care about is that it grows.
-        """
-        now = time.monotonic()
-        if now - self._dlq_checked_at < _DLQ_DEPTH_EVERY_SECONDS:
-            return
-        self._dlq_checked_at = now
-        topic = self._dlq_topic
-        try:
-            metadata = self._consumer.list_topics(topic, timeout=5).topics.get(topic)
-            if metadata is None or metadata.error is not None:
-                return
-            depth = 0
-            for partition in metadata.partitions:
-                low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)
-                depth += max(high - low, 0)
-        except KafkaException as exc:
-            log.warning("could not read the DLQ depth", extra={"error": str(exc)})
-            return
-        metrics.DLQ_DEPTH.labels(topic).set(depth)
 
     def _fail(self, exc: FatalIngestionError) -> None:
         log.error("fatal: stopping so a fresh instance can take over", extra={"error": str(exc)})
@@ -254,6 +247,53 @@ def observe_many(histogram: Any, values: Sequence[float]) -> None:
     total.inc(sum(values))
 
 
+class DlqDepthMonitor:
+    """Sets `vigil_dlq_depth` every `every` seconds from a thread of its own.
+
+    Its own client and thread, so a slow broker answer never stalls the ingest loop. The
+    value is log end minus log start: transaction commit markers take offsets too, so it is
+    an upper bound on the records retained; what alerts care about is that it grows.
+    """
+
+    def __init__(self, settings: Settings, *, every: float = _DLQ_DEPTH_EVERY_SECONDS) -> None:
+        self._settings = settings
+        self._topic = settings.topic(TX_DLQ)
+        self._every = every
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dlq-depth", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        consumer = Consumer(client_config(self._settings, **{"group.id": f"{consumer_group(self._settings)}-probe"}))
+        try:
+            while not self._stopped.is_set():
+                self.measure(consumer)
+                self._stopped.wait(self._every)
+        finally:
+            consumer.close()
+
+    def measure(self, consumer: Consumer) -> int | None:
+        try:
+            metadata = consumer.list_topics(self._topic, timeout=10).topics.get(self._topic)
+            if metadata is None or metadata.error is not None:
+                return None
+            depth = 0
+            for partition in metadata.partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(self._topic, partition), timeout=10)
+                depth += max(high - low, 0)
+        except KafkaException as exc:
+            log.warning("could not read the DLQ depth", extra={"error": str(exc)})
+            return None
+        metrics.DLQ_DEPTH.labels(self._topic).set(depth)
+        return depth
+
+
 def run_ingest(
     *,
     settings: Settings,
@@ -283,6 +323,8 @@ def run_ingest(
         window=window or TimeWindow(),
         stop=stop,
     )
+    monitor = DlqDepthMonitor(settings)
+    monitor.start()
     log.info(
         "ingesting",
         extra={"topic": settings.topic(TX_RAW), "group": group, "transactional_id": transactional_id},
@@ -297,9 +339,9 @@ def run_ingest(
             batch_timeout=settings.batch_timeout_ms / 1000,
             stop=stop,
             health=health,
-            on_idle=handler.refresh_dlq_depth,
         ).run()
     finally:
+        monitor.stop()
         producer.flush_or_raise()
         engine.dispose()
     if handler.fatal is not None:

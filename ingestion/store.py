@@ -33,7 +33,7 @@ from psycopg.errors import UniqueViolation
 from sqlalchemy import Engine
 
 from ingestion.errors import StoreConflictError
-from ingestion.validate import Valid
+from ingestion.validate import Valid, utc_text
 
 # pg_advisory_xact_lock key shared by every writer of `transactions` ("vigil-tx" in ASCII).
 INGEST_LOCK_KEY: Final = 0x7669_6769_6C2D_7478
@@ -86,9 +86,10 @@ class Decision(NamedTuple):
 
 def source_ref(topic: str, partition: int, offset: int, *, replay_of: str | None = None) -> str:
     """`topic/partition/offset`, plus the dead letter it re-submits, if any."""
-    ref = f"{topic}/{partition}/{offset}"
+    ref = f"{topic}/{partition}/{offset}"  # Kafka topic names need no COPY escaping
     if replay_of is not None:
-        ref = f"{ref}{REPLAY_MARK}{replay_of}"
+        # Header text from outside: drop what COPY would have to escape, so stored == compared text.
+        ref = f"{ref}{REPLAY_MARK}{replay_of.translate(_UNSAFE)}"
     return ref[:SOURCE_REF_MAX]  # the column's width; a header from outside must not fail the batch
 
 
@@ -204,6 +205,7 @@ class TransactionStore:
 # while every value below is already text of a known shape.
 _COPY_CHUNK: Final = 1000
 _NULL: Final = "\\N"
+_UNSAFE: Final = str.maketrans({"\\": "_", "\t": "_", "\n": "_", "\r": "_"})
 _ESCAPES: Final = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
@@ -212,7 +214,7 @@ def _copy_text(value: object) -> str:
     if value is None:
         return _NULL
     if isinstance(value, datetime):
-        return value.isoformat()
+        return utc_text(value)
     if isinstance(value, float):
         return repr(value)
     return str(value).translate(_ESCAPES)
@@ -228,7 +230,7 @@ def _copy_line(candidate: Candidate, stored: str) -> str:
         "\t".join(
             (
                 valid.transaction_id,
-                valid.occurred_at.isoformat(),
+                fields["occurred_at"],
                 fields["tenant_id"],
                 fields["account_id"],
                 fields["card_id"] or _NULL,
@@ -242,10 +244,16 @@ def _copy_line(candidate: Candidate, stored: str) -> str:
                 fields["ip"] or _NULL,
                 _NULL if lat is None else repr(lat),
                 _NULL if lat is None else repr(fields["lon"]),
-                orjson.dumps(attributes).decode().translate(_ESCAPES) if attributes else "{}",
+                _attributes_text(attributes) if attributes else "{}",
                 stored,
-                candidate.source_ref.translate(_ESCAPES),
+                candidate.source_ref,
             )
         )
         + "\n"
     )
+
+
+def _attributes_text(attributes: dict[str, Any]) -> str:
+    text = orjson.dumps(attributes).decode()
+    # orjson escapes control characters, so only backslashes need COPY escaping, and rarely exist.
+    return text.translate(_ESCAPES) if "\\" in text else text

@@ -94,8 +94,8 @@ class Valid(NamedTuple):
 
     transaction_id: str
     account_id: str
-    occurred_at: datetime
-    fields: dict[str, Any]  # FIELDS order; JSON-ready except occurred_at (a UTC datetime)
+    occurred_at: datetime  # UTC
+    fields: dict[str, Any]  # FIELDS order, JSON-ready; occurred_at as `utc_text` renders it
 
 
 class Invalid(NamedTuple):
@@ -132,6 +132,12 @@ class TimeWindow:
                 "before the record timestamp",
             )
         return None
+
+
+def utc_text(moment: datetime) -> str:
+    """Canonical UTC text: ISO 8601, microseconds only when non-zero, "Z" (what tx.valid carries)."""
+    text = moment.astimezone(UTC).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 # --- decoding ---------------------------------------------------------------------------------
@@ -231,7 +237,7 @@ def _amount(raw: object, allowed: int) -> str | None:
     return None
 
 
-def _fast(obj: dict[str, Any]) -> Valid | None:
+def fast_path(obj: dict[str, Any]) -> Valid | None:
     """The contract on the common shape, or None when the model must decide."""
     keys = obj.keys()
     if not (keys >= _REQUIRED and keys <= _FAST_KEYS):
@@ -290,8 +296,16 @@ def _fast(obj: dict[str, Any]) -> Valid | None:
         return None
     try:
         occurred_at = datetime.fromisoformat(stamp)
-        if occurred_at.tzinfo is not UTC:
+        if occurred_at.tzinfo is UTC and stamp[-1] == "Z":
+            # Already UTC: canonical text by slicing, without formatting the datetime again.
+            size = len(stamp)
+            if size == 20 or occurred_at.microsecond == 0:
+                stamp = stamp[:19] + "Z"
+            elif size == 24:
+                stamp = stamp[:23] + "000Z"
+        else:
             occurred_at = occurred_at.astimezone(UTC)
+            stamp = utc_text(occurred_at)
     except (ValueError, OverflowError):
         return None
 
@@ -331,7 +345,7 @@ def _fast(obj: dict[str, Any]) -> Valid | None:
     fields = {
         "schema_version": 1,
         "transaction_id": transaction_id,
-        "occurred_at": occurred_at,
+        "occurred_at": stamp,
         "tenant_id": tenant_id,
         "account_id": account_id,
         "card_id": card_id,
@@ -365,7 +379,7 @@ def from_model(model: Transaction) -> Valid | Invalid:
     fields = {
         "schema_version": 1,
         "transaction_id": model.transaction_id,
-        "occurred_at": occurred_at,
+        "occurred_at": utc_text(occurred_at),
         "tenant_id": model.tenant_id,
         "account_id": model.account_id,
         "card_id": model.card_id,
@@ -446,7 +460,7 @@ def parse_transaction(raw: bytes | None, *, max_bytes: int) -> Valid | Invalid:
         return value
     if type(value) is not dict:
         return Invalid(RejectReason.NOT_AN_OBJECT, f"expected a JSON object, got {type(value).__name__}")
-    fast = _fast(value)
+    fast = fast_path(value)
     if fast is not None:
         return fast
     try:
@@ -457,6 +471,6 @@ def parse_transaction(raw: bytes | None, *, max_bytes: int) -> Valid | Invalid:
     return from_model(model)
 
 
-def encode_valid(valid: Valid, *, ingested_at: datetime) -> bytes:
-    """The `tx.valid` value: the contract's JSON with `ingested_at` set."""
-    return orjson.dumps({**valid.fields, "ingested_at": ingested_at}, option=orjson.OPT_UTC_Z)
+def encode_valid(valid: Valid, *, ingested_at: str) -> bytes:
+    """The `tx.valid` value: the contract's JSON with `ingested_at` (as `utc_text`) set."""
+    return orjson.dumps({**valid.fields, "ingested_at": ingested_at})

@@ -7,13 +7,15 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
+from confluent_kafka import Consumer
 from sqlalchemy import Engine, text
 
 from core.contracts import Transaction
-from core.kafka import DLQ_REASON, SOURCE_OFFSET, SOURCE_PARTITION, SOURCE_TOPIC
+from core.kafka import DLQ_REASON, SOURCE_OFFSET, SOURCE_PARTITION, SOURCE_TOPIC, client_config
 from core.settings import Settings
 from core.topics import TX_DLQ, TX_RAW, TX_VALID
 from ingestion import REPLAY_HEADER, TimeWindow
+from ingestion.service import DlqDepthMonitor
 from ingestion.store import source_ref
 from tests.ingestion.helpers import (
     body,
@@ -198,7 +200,13 @@ def test_metrics_count_accepted_and_rejected_by_reason(topics: Settings, db: Eng
     )
     assert sample("vigil_ingest_latency_seconds_count", {}) - latency_before == 25
     # One dead letter (plus its transaction's commit marker) sits in this test's own DLQ.
-    assert 1 <= sample("vigil_dlq_depth", {"topic": settings.topic(TX_DLQ)}) <= 2
+    probe = Consumer(client_config(settings, **{"group.id": "dlq-depth-test"}))
+    try:
+        depth = DlqDepthMonitor(settings).measure(probe)
+    finally:
+        probe.close()
+    assert depth is not None and 1 <= depth <= 2
+    assert sample("vigil_dlq_depth", {"topic": settings.topic(TX_DLQ)}) == depth
 
 
 def test_dead_letter_details_are_json_safe_and_bounded(topics: Settings, db: Engine) -> None:
@@ -211,3 +219,21 @@ def test_dead_letter_details_are_json_safe_and_bounded(topics: Settings, db: Eng
     assert 0 < len(detail) <= 2000
     assert json.loads(json.dumps(detail)) == detail
     assert header(letter, DLQ_REASON) == "too_many_attributes"
+
+
+def test_free_text_reaches_the_table_exactly(topics: Settings, db: Engine) -> None:
+    settings = topics.model_copy(update={"batch_size": 10})
+    tricky = {"note": 'tab\there, newline\nhere, back\\slash, "quotes", \\N, ünïcödé ✓', "flag": True, "n": -(2**63)}
+    replay = [(REPLAY_HEADER, b"odd\tdlq\\ref\n/0/1")]
+    produce_raw(settings, [encode(transaction(1, attributes=tricky, lat=-33.5, lon=151.25))], headers=replay)
+    produce_raw(settings, [encode(transaction(1, attributes=tricky, lat=-33.5, lon=151.25))], headers=replay)
+    with running_ingest(settings):
+        wait_for(lambda: committed_lag(settings) == 0, timeout=60, what="the records")
+    with db.connect() as connection:
+        row = connection.execute(text("SELECT attributes, lat, lon, source_ref, card_id FROM transactions")).one()
+    assert row.attributes == tricky
+    assert (row.lat, row.lon, row.card_id) == (-33.5, 151.25, "card-001")
+    assert "odd_dlq_ref_/0/1" in row.source_ref
+    # The second copy of the same re-submitted dead letter was recognised despite the odd header.
+    assert row_counts(db) == (1, 1)
+    assert topic_messages(settings, TX_DLQ) == []
