@@ -48,10 +48,11 @@ class Calibration:
     def normalise(self, raw: FloatArray) -> FloatArray:
         warning = max(self.warning, self.typical + _MIN_SCALE)
         critical = max(self.critical, warning + _MIN_SCALE)
-        below = 50.0 * np.clip((raw - self.typical) / (warning - self.typical), 0.0, 1.0)
-        between = 50.0 + 30.0 * (raw - warning) / (critical - warning)
-        beyond = 80.0 + 20.0 * (1.0 - np.exp(-(raw - critical) / (critical - warning)))
+        # Every branch is computed for every row; the unused ones may overflow harmlessly.
         with np.errstate(invalid="ignore", over="ignore"):
+            below = 50.0 * np.clip((raw - self.typical) / (warning - self.typical), 0.0, 1.0)
+            between = 50.0 + 30.0 * (raw - warning) / (critical - warning)
+            beyond = 80.0 + 20.0 * (1.0 - np.exp(-(raw - critical) / (critical - warning)))
             result = np.where(raw < warning, below, np.where(raw < critical, between, beyond))
         return np.asarray(result, dtype=np.float64)
 

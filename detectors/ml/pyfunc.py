@@ -21,7 +21,8 @@ class VigilPyfuncModel(PythonModel):
     def __init__(self, model: FittedModel) -> None:
         self.model = model
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+    # `np.ndarray` exactly: a hint MLflow does not try to validate against (DataFrames also arrive here).
+    def predict(self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None) -> Any:
         names = list(self.model.feature_names)
         frame = model_input[names] if hasattr(model_input, "columns") else model_input
         matrix = np.asarray(frame, dtype=np.float64).reshape(-1, len(names))

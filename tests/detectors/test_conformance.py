@@ -22,12 +22,14 @@ from core.detection import Detector, FeatureBatch, Thresholds
 from core.settings import load_settings
 from detectors import statistical_detectors
 from tests.detectors.factories import labelled_batch, vector
+from tests.ml.factories import ml_detectors
 
 SETTINGS = load_settings(environment="test")
 DETECTOR_PACKAGES = ("detectors", "rules")
 
 FACTORIES: list[Callable[[], list[Detector]]] = [
     lambda: list(statistical_detectors(settings=SETTINGS)),
+    ml_detectors,
 ]
 
 
