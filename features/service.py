@@ -154,7 +154,9 @@ class FeatureStage:
                 log.warning("allowed lateness differs from the snapshot's; keeping the snapshot's")
             scan_from = chosen.output_offsets
             log.info(
-                "restored snapshot",
+                "restored snapshot %d (%d events processed)",
+                chosen.snapshot_id,
+                chosen.processed,
                 extra={"snapshot_id": chosen.snapshot_id, "processed": chosen.processed, "owner": chosen.owner},
             )
         self._suppress = self._already_emitted(scan_from)
@@ -201,7 +203,8 @@ class FeatureStage:
                 raise FeaturesError(f"could not read back tx.features partitions {sorted(remaining)}")
         finally:
             reader.close()
-        log.info("outputs already emitted after the snapshot", extra={"count": sum(map(len, emitted.values()))})
+        count = sum(map(len, emitted.values()))
+        log.info("%d outputs already emitted after the snapshot will not be repeated", count, extra={"count": count})
         return emitted
 
     # --- the loop ------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -151,23 +152,25 @@ def test_online_with_three_partitions_equals_offline_replay(
     assert len(partitions) > 1  # keyed by account over several partitions
 
 
+@pytest.mark.parametrize("snapshot_interval", ["0.5", "3600"], ids=["from-snapshot", "no-snapshot-yet"])
 def test_kill_minus_nine_mid_stream_gives_identical_output_without_gaps_or_duplicates(
-    topics: Settings, db: object, tmp_path: Path, stages: list[_Stage]
+    topics: Settings, db: object, tmp_path: Path, stages: list[_Stage], snapshot_interval: str
 ) -> None:
     transactions = generate(4000, seed=12)
     waves = [transactions[i : i + 500] for i in range(0, len(transactions), 500)]
     log = tmp_path / "stage.log"
+    options = ("--snapshot-interval", snapshot_interval)
     _produce(topics, _shuffled_within_lateness(waves[0]))
-    stages.append(_Stage(topics, log))
+    stages.append(_Stage(topics, log, *options))
     assert len(_outputs(topics, 1, timeout=60)) >= 1, log.read_text()
     for wave in waves[1:4]:
         _produce(topics, _shuffled_within_lateness(wave))
         time.sleep(0.3)
-    stages[0].kill()  # mid-stream: some of waves 1-3 emitted, some not, some after the last snapshot
+    stages[0].kill()  # mid-stream: some of waves 1-3 emitted, some not
     before = len(read_all(topics, topics.topic(TX_FEATURES)))
     for wave in waves[4:6]:
         _produce(topics, _shuffled_within_lateness(wave))
-    stages.append(_Stage(topics, log))
+    stages.append(_Stage(topics, log, *options))
     for wave in waves[6:]:
         _produce(topics, _shuffled_within_lateness(wave))
         time.sleep(0.2)
@@ -176,7 +179,14 @@ def test_kill_minus_nine_mid_stream_gives_identical_output_without_gaps_or_dupli
     online = _outputs(topics, len(transactions), timeout=10)
     assert stages[1].stop() == 0, log.read_text()
     assert 0 < before < len(transactions), "the kill did not land mid-stream"
-    assert "restored snapshot" in log.read_text()
+    text = log.read_text()
+    suppressed = [int(m) for m in re.findall(r"(\d+) outputs already emitted after the snapshot", text)]
+    if snapshot_interval == "3600":
+        # No snapshot before the kill: the restart replays everything and must hold back all it had sent.
+        assert "no snapshot" in text
+        assert suppressed == [before], text
+    else:
+        assert "restored snapshot" in text
     assert len(online) == len(transactions)
     _assert_same_features(online, _offline(tmp_path, transactions))
 
