@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -70,6 +71,10 @@ def test_generated_client_types_match_the_spec(web_installed: None) -> None:
 # --- end to end -------------------------------------------------------------------------------
 
 
+def model_name(settings: Settings) -> str:
+    return f"vigil-e2e-{settings.kafka_topic_prefix.strip('.')}"
+
+
 def _add_user(engine: Engine, name: str, roles: list[str], tenants: list[str]) -> None:
     from api import Role, create_principal
 
@@ -109,6 +114,11 @@ def live_pipeline(topics: Settings, db: Engine, tmp_path: Path, web_installed: N
             return anomalies_today(db, TENANT) >= 5 and open_cases(db) >= 3
 
         wait_for(flowing, timeout=240, what="live anomalies and open cases", every=1.0)
+        # A real model trained on this run's history, so the Models page has versions and metrics.
+        start = (datetime.now(UTC) - timedelta(days=3, hours=1)).strftime("%Y-%m-%dT%H:%M:%S")
+        end = (datetime.now(UTC) + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%S")
+        train = ("train", "--model", model_name(topics), "--kind", "hbos", "--from", start, "--to", end)
+        pipeline.run(*train, timeout=300)
         yield pipeline
     except BaseException:
         for name in pipeline.processes:
@@ -133,6 +143,7 @@ def test_dashboard_end_to_end(live_pipeline: Pipeline, db: Engine) -> None:
             "VIGIL_E2E_URL": live_pipeline.url,
             "VIGIL_E2E_PASSWORD": PASSWORD,
             "VIGIL_E2E_SCREENSHOTS": str(SCREENSHOTS),
+            "VIGIL_E2E_MODEL": model_name(live_pipeline.settings),
         },
     )
     result = json.loads(next(line for line in reversed(output.splitlines()) if line.startswith("{")))

@@ -10,6 +10,7 @@ import { chromium } from "playwright-core";
 const base = process.env.VIGIL_E2E_URL ?? "http://127.0.0.1:8000";
 const password = process.env.VIGIL_E2E_PASSWORD ?? "";
 const shots = process.env.VIGIL_E2E_SCREENSHOTS ?? "../artifacts/screenshots";
+const modelName = process.env.VIGIL_E2E_MODEL ?? "";
 const chromiumPath = process.env.VIGIL_CHROMIUM ?? "/usr/bin/chromium";
 const TIMEOUT = 30_000;
 
@@ -176,8 +177,14 @@ try {
   await login(page, "e2e-admin");
   await nav(page, "Models");
   await page.getByRole("heading", { name: "Models" }).waitFor();
-  await page.locator(".card, .state").first().waitFor();
-  await page.waitForLoadState("networkidle");
+  await page.locator(".state-loading").waitFor({ state: "detached", timeout: 90_000 });
+  if (modelName) {
+    // The model trained on this run's history: promote its challenger to champion.
+    const card = page.locator("section.card").filter({ has: page.getByRole("heading", { name: modelName }) });
+    await card.getByRole("button", { name: "Promote to champion" }).first().click();
+    await page.getByText(new RegExp(`${modelName}@champion now serves version`)).waitFor({ timeout: 60_000 });
+    await card.getByText("★ champion").waitFor();
+  }
   await shot(page, "08-models");
 
   step("viewers read but cannot decide; a deep link survives sign-in");

@@ -1,5 +1,6 @@
 import { featureLabel, formatMoney, formatPercent, startOfWeek } from "./format";
 import { sumMetric } from "../pages/Health";
+import { pickMetrics } from "../pages/Models";
 
 test("the week starts on Monday midnight in the configured zone, not the browser's", () => {
   // Sunday 23:30 UTC is already Monday 00:30 in Paris: Paris' week started 30 minutes ago.
@@ -30,4 +31,12 @@ test("Prometheus counters are summed across label sets", () => {
   ].join("\n");
   expect(sumMetric(text, "vigil_http_requests_total")).toBe(5);
   expect(sumMetric(text, "vigil_missing_total")).toBeNull();
+});
+
+test("model metrics shown are quality figures before bookkeeping counts", () => {
+  expect(pickMetrics(["count_rows", "recall_at_precision", "average_precision", "count_labelled", "train_seconds"], 3)).toEqual([
+    "average_precision",
+    "recall_at_precision",
+    "train_seconds",
+  ]);
 });

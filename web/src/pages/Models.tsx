@@ -47,7 +47,7 @@ export function ModelsPage() {
           <div className="stack">
             {m.data.map((model) => {
               const champion = model.aliases[ALIAS];
-              const metricNames = [...new Set(model.versions.flatMap((v) => Object.keys(v.metrics)))].sort().slice(0, 5);
+              const metricNames = pickMetrics(model.versions.flatMap((v) => Object.keys(v.metrics)));
               return (
                 <Card
                   key={model.name}
@@ -69,6 +69,9 @@ export function ModelsPage() {
                   }
                 >
                   <p className="muted">{model.description || "No description."}</p>
+                  {model.versions.length === 0 ? (
+                    <Empty title="No versions registered yet" />
+                  ) : (
                   <table className="table table-compact" aria-label={`Versions of ${model.name}`}>
                     <thead>
                       <tr>
@@ -128,6 +131,7 @@ export function ModelsPage() {
                       ))}
                     </tbody>
                   </table>
+                  )}
                 </Card>
               );
             })}
@@ -137,4 +141,17 @@ export function ModelsPage() {
       {!admin ? <p className="muted small">Promotion and rollback are for admins.</p> : null}
     </>
   );
+}
+
+// Quality figures first (what a promotion decision rests on), bookkeeping counts last.
+const METRIC_PRIORITY = [/average_precision|^ap\b|pr_auc/i, /precision/i, /recall/i, /roc_auc|auc/i, /f1/i];
+
+export function pickMetrics(names: string[], limit = 5): string[] {
+  const unique = [...new Set(names)].sort();
+  const rank = (name: string) => {
+    const index = METRIC_PRIORITY.findIndex((pattern) => pattern.test(name));
+    if (index !== -1) return index;
+    return name.startsWith("count_") ? 99 : 50;
+  };
+  return unique.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b)).slice(0, limit);
 }
