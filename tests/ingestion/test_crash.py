@@ -104,6 +104,7 @@ def test_sigkill_mid_batch_and_restart_loses_nothing_and_doubles_nothing(
         if process.poll() is None:
             process.kill()
 
+    print(f"kills between the database and the Kafka commit: {hits_between_commits} of 4")
     assert hits_between_commits >= 1, "no kill landed between the database and the Kafka commit"
     assert row_counts(db) == (len(valid), len(valid))
     out = topic_messages(settings, TX_VALID)
