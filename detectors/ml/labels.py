@@ -144,7 +144,7 @@ def read_label_file(
         tx = ids[i]
         if tx is None or str(tx).strip() == "":
             raise LabelFileError(f"{path}: row {i + 2} has no transaction_id")
-        reason = reasons[i] if reasons is not None else None
+        reason = reasons[i] if reasons is not None and reasons[i] not in (None, "") else None
         if reason is None and typologies is not None and typologies[i]:
             reason = f"typology: {typologies[i]}"
         records.append(

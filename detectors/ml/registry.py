@@ -198,6 +198,11 @@ class ModelRegistry:
                     path=str(path),
                     python_model=VigilPyfuncModel(model),
                     signature=signature,
+                    # One typical row: MLflow stores it and checks the model predicts it at save time.
+                    input_example={
+                        feature: [float(value)]
+                        for feature, value in zip(model.feature_names, np.nan_to_num(model.baseline), strict=True)
+                    },
                     # Explicit requirements: inferring them would import-scan in a subprocess for minutes.
                     pip_requirements=[
                         f"mlflow=={mlflow.__version__}",

@@ -29,14 +29,17 @@ def model_name(stack: Settings) -> Iterator[str]:
     client = MlflowClient(tracking_uri=stack.mlflow_tracking_uri, registry_uri=stack.mlflow_tracking_uri)
     with contextlib.suppress(MlflowException):  # the test may never have registered it
         client.delete_registered_model(name)
+    experiment = client.get_experiment_by_name(f"{name}-runs")
+    if experiment is not None:
+        client.delete_experiment(experiment.experiment_id)
 
 
 @pytest.fixture
-def ml_settings(topics: Settings) -> Settings:
-    """Test settings with a private experiment and fast reloads."""
+def ml_settings(topics: Settings, model_name: str) -> Settings:
+    """Test settings with a private experiment (removed with the model) and fast reloads."""
     return topics.model_copy(
         update={
-            "ml_experiment": f"vigil-test-{uuid.uuid4().hex[:8]}",
+            "ml_experiment": f"{model_name}-runs",
             "ml_reload_seconds": 0.5,
             "ml_breaker_failures": 2,
             "ml_breaker_max_backoff_seconds": 2.0,

@@ -1,18 +1,43 @@
-"""Small fitted models and generated datasets for ML tests."""
+"""Small fitted models, generated datasets and detect-ml helpers for ML tests."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import csv
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 
 import numpy as np
+from prometheus_client import REGISTRY
+from sqlalchemy import Engine, select
 
+from core import metrics
 from core.contracts import FeatureVector, Transaction
-from core.detection import Detector, FloatArray
-from detectors.ml import FittedModel, MLDetector, ModelKind, UnavailableModel, fit_model, matrix_from_vectors
+from core.detection import Detector, FloatArray, Thresholds
+from core.kafka import DeliveringProducer, StopFlag
+from core.schema import anomalies
+from core.settings import Settings
+from core.topics import TX_FEATURES
+from detectors.ml import (
+    FittedModel,
+    KnownLabel,
+    MLDetector,
+    ModelKind,
+    ModelRegistry,
+    TrainingOptions,
+    UnavailableModel,
+    fit_model,
+    matrix_from_vectors,
+    read_feature_frame,
+    run_ml_service,
+    train_model,
+)
+from detectors.ml.serving import ModelSource
 from tests.detectors.factories import labelled_batch
 
 CONFORMANCE_FEATURES = (
@@ -109,3 +134,99 @@ def feature_vectors(
             )
         )
     return vectors
+
+
+# --- running detect-ml against the real stack ---------------------------------------------------
+
+
+def wait_for(check: Callable[[], bool], *, timeout: float = 90.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def versions_by_transaction(db: Engine, name: str) -> dict[str, set[str]]:
+    """Transaction id -> model versions that wrote an anomaly for it."""
+    with db.connect() as connection:
+        rows = connection.execute(
+            select(anomalies.c.transaction_id, anomalies.c.detector_version).where(anomalies.c.detector_name == name)
+        )
+        found: dict[str, set[str]] = {}
+        for tx, version in rows:
+            found.setdefault(tx, set()).add(version)
+        return found
+
+
+class Traffic:
+    """Contract-valid FeatureVectors from the generated dataset (day 5 on), produced to tx.features."""
+
+    def __init__(self, settings: Settings, dataset: Dataset) -> None:
+        self.settings = settings
+        self.dataset = dataset
+        self.frame = read_feature_frame(dataset.features, start=dataset.start + timedelta(days=5))
+        self.position = 0
+
+    def send(self, count: int) -> set[str]:
+        start, stop = self.position, self.position + count
+        self.position = stop
+        ids = self.frame.transaction_ids[start:stop]
+        vectors = feature_vectors(self.dataset, ids, self.frame.matrix[start:stop], self.frame.feature_names)
+        producer = DeliveringProducer(self.settings, service="test")
+        for vector in vectors:
+            producer.produce(
+                self.settings.topic(TX_FEATURES), vector.model_dump_json().encode(), key=vector.transaction.account_id
+            )
+        producer.flush_or_raise()
+        return set(ids)
+
+
+@contextmanager
+def detect_ml_thread(
+    *, settings: Settings, source: ModelSource, names: Sequence[str], group: str
+) -> Iterator[tuple[threading.Thread, metrics.Health]]:
+    """`run_ml_service` on a thread, flagging every judged row (anomalies == messages scored)."""
+    stop = StopFlag()
+    health = metrics.Health()
+    thread = threading.Thread(
+        target=run_ml_service,
+        kwargs={
+            "settings": settings,
+            "group_id": group,
+            "stop": stop,
+            "source": source,
+            "names": list(names),
+            "health": health,
+            "thresholds": Thresholds(warning=0.0, critical=80.0),
+        },
+        daemon=True,
+    )
+    thread.start()
+    try:
+        yield thread, health
+    finally:
+        stop.set()
+        thread.join(timeout=15)
+    assert not thread.is_alive(), "detect-ml did not stop within 15 s"
+
+
+def served_version(name: str) -> float | None:
+    return REGISTRY.get_sample_value("vigil_ml_model_version", {"detector": name})
+
+
+def ground_truth(dataset: Dataset) -> list[KnownLabel]:
+    with dataset.labels.open(encoding="utf-8") as handle:
+        return [KnownLabel(r["tenant_id"], r["transaction_id"], "confirmed_fraud") for r in csv.DictReader(handle)]
+
+
+def train_and_register(
+    *, registry: ModelRegistry, experiment: str, dataset: Dataset, name: str, kind: ModelKind, days: float
+) -> str:
+    """Train `kind` on the dataset's first `days` and register it (alias challenger); returns the version."""
+    cutoff = dataset.start + timedelta(days=days)
+    frame = read_feature_frame(dataset.features, end=cutoff)
+    options = TrainingOptions(label_delay=timedelta(hours=12))
+    outcome = train_model(frame=frame, labels=ground_truth(dataset), kind=kind, cutoff=cutoff, options=options)
+    return registry.register(name=name, outcome=outcome, experiment=experiment).version
