@@ -127,6 +127,11 @@ try {
   check(kase.status === "confirmed_fraud" && kase.label?.label === "fraud", `API shows ${JSON.stringify(kase.label)}`);
   result.transaction_id = kase.transaction_id;
 
+  step("the overview's precision now counts the label");
+  await nav(page, "Overview");
+  await page.locator("[data-testid=kpi-precision]").filter({ hasText: /of \d+ labelled detections were fraud/ }).waitFor();
+  await shot(page, "04b-overview-after-verdict");
+
   step("create a silence");
   await nav(page, "Alerts & silences");
   result.silence = `e2e maintenance window ${Date.now()}`;
@@ -197,6 +202,14 @@ try {
   await page.getByText("can read cases but not record verdicts").waitFor();
   check((await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Rules" }).count()) === 1, "viewer still sees rules (read-only)");
   await shot(page, "10-viewer-case");
+
+  step("a laptop screen still fits the queue without horizontal scrolling");
+  await page.setViewportSize({ width: 1280, height: 720 });
+  await nav(page, "Queue");
+  await page.locator("[data-testid=queue-table] tbody tr").first().waitFor();
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(overflow <= 0, `page overflows a 1280 px screen by ${overflow}px`);
+  await shot(page, "11-laptop-queue");
 
   check(consoleErrors.length === 0, `page errors: ${consoleErrors.join("; ")}`);
   process.stdout.write(`${JSON.stringify(result)}\n`);

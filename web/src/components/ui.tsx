@@ -78,13 +78,17 @@ export function StatusBadge({ status }: { status: string }) {
   return <span className={`badge status-${status}`}>{statusLabel(status)}</span>;
 }
 
-export function ScoreBar({ score }: { score: number }) {
+export function ScoreBar({ score, compact = false }: { score: number; compact?: boolean }) {
   const level = score >= 80 ? "critical" : score >= 50 ? "warning" : "info";
   return (
     <span className="score" title={`score ${score.toFixed(1)} of 100`}>
-      <span className="score-track" aria-hidden="true">
-        <span className={`score-fill sev-bg-${level}`} style={{ width: `${Math.max(2, Math.min(100, score))}%` }} />
-      </span>
+      {compact ? (
+        <span className={`score-dot sev-bg-${level}`} aria-hidden="true" />
+      ) : (
+        <span className="score-track" aria-hidden="true">
+          <span className={`score-fill sev-bg-${level}`} style={{ width: `${Math.max(2, Math.min(100, score))}%` }} />
+        </span>
+      )}
       <span className="score-value">{score.toFixed(0)}</span>
     </span>
   );

@@ -86,7 +86,7 @@ export function OverviewPage() {
             precision.error
               ? precision.error.message
               : labelled
-                ? `${fraud} fraud of ${labelled} labelled`
+                ? `${fraud} of ${labelled} labelled detections were fraud`
                 : "No analyst labels yet this week"
           }
           tone={weekPrecision === null ? "neutral" : weekPrecision >= 0.5 ? "good" : "warn"}
@@ -157,9 +157,9 @@ export function OverviewPage() {
                       <td>
                         <SeverityBadge severity={a.severity} /> {a.detector_name}
                       </td>
-                      <td className="num">{formatMoney(a.amount, a.currency)}</td>
+                      <td className="num nowrap">{formatMoney(a.amount, a.currency)}</td>
                       <td>
-                        <ScoreBar score={a.score} />
+                        <ScoreBar score={a.score} compact />
                       </td>
                     </tr>
                   ))}
@@ -200,7 +200,7 @@ export function OverviewPage() {
                       </td>
                       <td className="num">{e.anomaly_count}</td>
                       <td>
-                        <ScoreBar score={e.max_score} />
+                        <ScoreBar score={e.max_score} compact />
                       </td>
                       <td title={e.last_event_time}>{relativeTime(e.last_event_time)}</td>
                     </tr>

@@ -48,7 +48,7 @@ describe("overview", () => {
     await waitFor(() => expect(screen.getByTestId("kpi-today")).toHaveTextContent("Anomalies today (Europe/Paris)12"));
     expect(screen.getByTestId("kpi-open")).toHaveTextContent("7");
     await waitFor(() => expect(screen.getByTestId("kpi-precision")).toHaveTextContent("50.0%"));
-    expect(screen.getByTestId("kpi-precision")).toHaveTextContent("4 fraud of 8 labelled");
+    expect(screen.getByTestId("kpi-precision")).toHaveTextContent("4 of 8 labelled detections were fraud");
     expect(screen.getByRole("table", { name: "High-risk entities" })).toHaveTextContent("acct-9");
     expect(screen.getByRole("img", { name: /critical: 3, warning: 5/ })).toBeInTheDocument();
     const week = api.calls.find((c) => c.url.pathname === "/v1/metrics/precision" && c.url.searchParams.get("from"));
