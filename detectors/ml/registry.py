@@ -37,7 +37,7 @@ _HISTORY_KEEP: Final = 20
 _READY_TIMEOUT_SECONDS: Final = 120.0
 
 
-def fail_fast_http(*, timeout_seconds: int = 10) -> None:
+def fail_fast_http(*, timeout_seconds: int = 30) -> None:
     """Make MLflow HTTP calls fail in seconds instead of retrying for minutes (serving processes).
 
     MLflow reads these per request from the environment; operators' own values win.
