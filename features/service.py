@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 from sqlalchemy import Engine
 
 from core import metrics
@@ -112,7 +112,9 @@ class FeatureStage:
         self._source = settings.topic(TX_VALID)
         self._target = settings.topic(TX_FEATURES)
         self._store = SnapshotStore(database, source_topic=self._source)
-        self._reader: Consumer = make_consumer(settings, group_id=f"{settings.topic('vigil-features')}-reader")
+        # Offsets live in the snapshots; the group only carries the owned partitions' progress so
+        # consumer-lag monitoring and autoscaling see this stage like any other.
+        self._reader: Consumer = make_consumer(settings, group_id=settings.topic("vigil-features"))
         self._probe: Consumer = make_consumer(settings, group_id=f"{settings.topic('vigil-features')}-probe")
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feature-snapshots")
         self._writing: Future[None] | None = None
@@ -328,6 +330,23 @@ class FeatureStage:
                 idle.append(partition)
         return idle
 
+    def _commit_progress(self, *, wait: bool = False) -> None:
+        """Commit the owned partitions' consumed offsets to the group (informational, for lag metrics)."""
+        offsets = [
+            TopicPartition(self._source, p, self._sequencer.partitions[p].next_offset)
+            for p in self._owned
+            if self._sequencer.partitions[p].next_offset >= 0
+        ]
+        if not offsets:
+            return
+        try:
+            if wait:
+                self._reader.commit(offsets=offsets, asynchronous=False)
+            else:
+                self._reader.commit(offsets=offsets, asynchronous=True)
+        except KafkaException as exc:  # lag reporting must never stop the stage
+            log.warning("progress commit failed", extra={"error": str(exc)})
+
     def _snapshot(self, *, wait: bool = False) -> None:
         """Checkpoint: flush outputs, note the output log ends, copy state; write it in the background.
 
@@ -348,6 +367,7 @@ class FeatureStage:
                 TopicPartition(self._target, partition), timeout=_METADATA_TIMEOUT, cached=False
             )
             offsets[partition] = high
+        self._commit_progress(wait=wait)
         engine_state = self._engine.copy_state()
         ordering_state = self._sequencer.state(_encode_item)
         processed = self._engine.processed

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from confluent_kafka import TopicPartition
 
 from core.contracts import FeatureVector, Transaction
-from core.kafka import DLQ_REASON, DeliveringProducer, header_pairs, read_all
+from core.kafka import DLQ_REASON, DeliveringProducer, header_pairs, make_consumer, read_all
 from core.settings import Settings
 from core.topics import TX_DLQ, TX_FEATURES, TX_VALID
 from features.offline import replay
@@ -150,6 +151,15 @@ def test_online_with_three_partitions_equals_offline_replay(
     _assert_same_features(online, _offline(tmp_path, transactions))
     partitions = {m.partition() for m in read_all(topics, topics.topic(TX_FEATURES))}
     assert len(partitions) > 1  # keyed by account over several partitions
+    # Progress is committed to the group for lag monitoring (snapshots hold the real offsets).
+    consumer = make_consumer(topics, group_id=topics.topic("vigil-features"))
+    try:
+        source = topics.topic(TX_VALID)
+        committed = consumer.committed([TopicPartition(source, p) for p in range(3)], timeout=10)
+        ends = [consumer.get_watermark_offsets(TopicPartition(source, p), timeout=10)[1] for p in range(3)]
+    finally:
+        consumer.close()
+    assert [tp.offset for tp in committed] == ends
 
 
 @pytest.mark.parametrize("snapshot_interval", ["0.5", "3600"], ids=["from-snapshot", "no-snapshot-yet"])
