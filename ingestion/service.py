@@ -25,23 +25,23 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
 
 import orjson
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from core import metrics
 from core.db import database_ready, make_engine
 from core.kafka import (
+    CONSUMER_DEFAULTS,
     BatchLoop,
     DeadLetter,
     StopFlag,
     client_config,
     ensure_topics,
     header_pairs,
-    make_consumer,
     offsets_after,
     send_dead_letters,
 )
@@ -247,6 +247,26 @@ def observe_many(histogram: Any, values: Sequence[float]) -> None:
     total.inc(sum(values))
 
 
+class _FatalAwareConsumer(Consumer):
+    """A consumer that reports fatal errors, which librdkafka delivers as error messages.
+
+    `BatchLoop` logs error messages and carries on, which is right for transient ones; a fatal
+    one (this static member was fenced) would otherwise leave the process consuming nothing.
+    """
+
+    def __init__(self, config: dict[str, Any], *, on_fatal: Callable[[KafkaError], None]) -> None:
+        super().__init__(config)
+        self._on_fatal = on_fatal
+
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]:
+        messages = super().consume(num_messages=num_messages, timeout=timeout)
+        for message in messages:
+            error = message.error()
+            if error is not None and (error.fatal() or error.code() == KafkaError._FATAL):
+                self._on_fatal(error)
+        return messages
+
+
 class DlqDepthMonitor:
     """Sets `vigil_dlq_depth` every `every` seconds from a thread of its own.
 
@@ -312,9 +332,21 @@ def run_ingest(
     transactional_id = f"{group}-{instance}"
     producer = TransactionalProducer(settings, service=SERVICE, transactional_id=transactional_id)
     producer.init_transactions()
+    fatal: list[FatalIngestionError] = []
+
+    def on_fatal(error: KafkaError) -> None:
+        # E.g. another process joined with our instance id. It never heals: stop, so the
+        # orchestrator restarts us, rather than consume errors forever.
+        log.error("fatal Kafka consumer error; stopping", extra={"error": error.str()})
+        fatal.append(FatalIngestionError(f"fatal Kafka consumer error: {error.str()}"))
+        stop.set()
+
     # Static membership: a restarted replica takes its partitions back at once instead of
     # waiting a session timeout for the dead member to be evicted.
-    consumer = make_consumer(settings, group_id=group, **{"group.instance.id": instance})
+    consumer = _FatalAwareConsumer(
+        client_config(settings, **CONSUMER_DEFAULTS, **{"group.id": group, "group.instance.id": instance}),
+        on_fatal=on_fatal,
+    )
     handler = IngestHandler(
         settings=settings,
         consumer=consumer,
@@ -342,7 +374,12 @@ def run_ingest(
         ).run()
     finally:
         monitor.stop()
-        producer.flush_or_raise()
+        try:
+            producer.flush_or_raise()
+        except Exception as exc:  # nothing committed depends on it; do not mask why we stopped
+            log.warning("producer flush on shutdown failed", extra={"error": str(exc)})
         engine.dispose()
     if handler.fatal is not None:
         raise handler.fatal
+    if fatal:
+        raise fatal[0]

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.integration
 VIGIL = Path(sys.executable).with_name("vigil")
 
 
-def start_ingest(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+def start_ingest(settings: Settings, log: Path, *, instance: str = "crash-test") -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "VIGIL_ENVIRONMENT": "test",
@@ -48,7 +48,7 @@ def start_ingest(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     }
     with log.open("ab") as sink:
         return subprocess.Popen(
-            [str(VIGIL), "run", "ingest", "--instance-id", "crash-test"],
+            [str(VIGIL), "run", "ingest", "--instance-id", instance],
             env=env,
             stdout=sink,
             stderr=subprocess.STDOUT,
@@ -116,3 +116,28 @@ def test_sigkill_mid_batch_and_restart_loses_nothing_and_doubles_nothing(
     assert len(dead) == len(malformed)
     assert Counter(header(m, DLQ_REASON) for m in dead) == Counter(MALFORMED.keys())
     assert "Traceback" not in log.read_text()
+
+
+def test_a_second_process_with_the_same_instance_id_fences_the_first_which_stops(
+    topics: Settings, db: Engine, tmp_path: Path
+) -> None:
+    settings = topics.model_copy(update={"batch_size": 100})
+    produce_raw(settings, [encode(transaction(n)) for n in range(200)])
+    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+    first = start_ingest(settings, first_log, instance="twin")
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        wait_for(lambda: committed_lag(settings) == 0, timeout=60, what="the first process")
+        second = start_ingest(settings, second_log, instance="twin")
+        assert first.wait(timeout=60) == 2, first_log.read_text()[-2000:]
+        assert "fenced" in first_log.read_text().lower() or "fatal" in first_log.read_text().lower()
+        produce_raw(settings, [encode(transaction(n)) for n in range(200, 400)])
+        wait_for(lambda: committed_lag(settings) == 0, timeout=60, what="the second process")
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=15) == 0, second_log.read_text()[-2000:]
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.kill()
+    assert row_counts(db) == (400, 400)
+    assert len(topic_messages(settings, TX_VALID)) == 400
