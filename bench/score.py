@@ -27,6 +27,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import orjson
 from fastapi import FastAPI
 from sqlalchemy import create_engine, insert
 
@@ -77,37 +78,60 @@ def _body(i: int) -> dict[str, object]:
     }
 
 
-async def load(base: str, token: str, *, rate: float, seconds: float, warmup: float) -> tuple[list[float], int, float]:
-    headers = {"Authorization": f"Bearer {token}"}
-    limits = httpx.Limits(max_connections=128, max_keepalive_connections=128)
+async def load(
+    port: int, token: str, *, rate: float, seconds: float, warmup: float, connections: int = 32
+) -> tuple[list[float], int, float]:
+    """Open-loop load over keep-alive HTTP/1.1 connections with a minimal asyncio client.
+
+    A general-purpose async client (httpx) queues requests in its pool with enough overhead to
+    become the bottleneck below 100 req/s on this machine; raw streams keep the generator cheap.
+    """
+    queue: asyncio.Queue[tuple[int, float, bool] | None] = asyncio.Queue()
     latencies: list[float] = []
     errors = 0
-    async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=10) as client:
 
-        async def one(i: int, scheduled: float, record: bool) -> None:
-            nonlocal errors
-            try:
-                response = await client.post("/v1/score", json=_body(i))
-                ok = response.status_code == 200
-            except httpx.HTTPError:
-                ok = False
-            if record:
-                if ok:
-                    latencies.append((time.perf_counter() - scheduled) * 1000)
-                else:
-                    errors += 1
+    async def worker() -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while (item := await queue.get()) is not None:
+                i, scheduled, record = item
+                body = orjson.dumps(_body(i))
+                head = (
+                    f"POST /v1/score HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                )
+                writer.write(head.encode() + body)
+                await writer.drain()
+                status = int((await reader.readline()).split()[1])
+                length = 0
+                while (line := await reader.readline()) not in (b"\r\n", b""):
+                    name, _, value = line.partition(b":")
+                    if name.lower() == b"content-length":
+                        length = int(value)
+                await reader.readexactly(length)
+                if record:
+                    if status == 200:
+                        latencies.append((time.perf_counter() - scheduled) * 1000)
+                    else:
+                        errors += 1
+        finally:
+            writer.close()
 
-        total = int((seconds + warmup) * rate)
-        start = time.perf_counter() + 0.1
-        tasks = []
-        for i in range(total):
-            scheduled = start + i / rate
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i, scheduled, record=i >= warmup * rate)))
-        await asyncio.gather(*tasks)
-        achieved = (total - warmup * rate) / max(1e-9, time.perf_counter() - (start + warmup))
+    workers = [asyncio.create_task(worker()) for _ in range(connections)]
+    total = int((seconds + warmup) * rate)
+    start = time.perf_counter() + 0.2
+    for i in range(total):
+        scheduled = start + i / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        # Latency counts from `scheduled`: time spent queued behind a slow server is included.
+        queue.put_nowait((i, scheduled, i >= warmup * rate))
+    for _ in workers:
+        queue.put_nowait(None)
+    await asyncio.gather(*workers)
+    achieved = (total - warmup * rate) / max(1e-9, time.perf_counter() - (start + warmup))
     return latencies, errors, achieved
 
 
@@ -161,7 +185,7 @@ def main() -> None:
                 if time.monotonic() > deadline:
                     raise SystemExit("the API did not start")
             latencies, errors, achieved = asyncio.run(
-                load(base, token, rate=args.rate, seconds=args.seconds, warmup=args.warmup)
+                load(port, token, rate=args.rate, seconds=args.seconds, warmup=args.warmup)
             )
         finally:
             server.terminate()
@@ -171,7 +195,10 @@ def main() -> None:
     print(f"POST /v1/score, open loop at {args.rate:.0f} req/s for {args.seconds:.0f} s: {measured}")
     print(f"  requests measured: {len(latencies):,}  errors: {errors}  achieved rate: {achieved:.1f} req/s")
     print(f"  latency ms: p50 {p50:.2f}  p95 {p95:.2f}  p99 {p99:.2f}  max {max(latencies):.2f}")
-    print(f"  target p99 <= 20 ms: {'met' if p99 <= 20 else 'NOT met'} (load generator shares the 2 cores)")
+    print(
+        f"  target p99 <= 20 ms: {'met' if p99 <= 20 else 'NOT met'} (the load generator shares the machine's "
+        f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f} at the end of the run)"
+    )
 
 
 if __name__ == "__main__":
