@@ -2,6 +2,10 @@
 // redraws in place instead of flashing.
 import { formatDay, formatMoney, formatShortTime } from "../lib/format";
 
+function compactNumber(value: number): string {
+  return new Intl.NumberFormat("en-GB", { notation: "compact", maximumFractionDigits: 1 }).format(value);
+}
+
 const PALETTE: Record<string, string> = {
   critical: "#b91c1c",
   warning: "#d97706",
@@ -174,7 +178,7 @@ export function TimelineChart({
           <g key={f}>
             <line x1={pad.left} x2={width - pad.right} y1={y(max * f)} y2={y(max * f)} className="grid" />
             <text x={pad.left - 6} y={y(max * f) + 4} textAnchor="end" className="axis">
-              {formatMoney(max * f, null)}
+              {compactNumber(max * f)}
             </text>
           </g>
         ))}
