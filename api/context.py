@@ -35,6 +35,7 @@ class PrincipalCache:
         self._engine = engine
         self._ttl = ttl_seconds
         self._entries: dict[str, tuple[float, PrincipalRecord | None]] = {}
+        self._loading: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
     def cached(self, principal_id: str) -> tuple[bool, PrincipalRecord | None]:
@@ -46,18 +47,25 @@ class PrincipalCache:
         return False, None
 
     def get(self, principal_id: str) -> PrincipalRecord | None:
-        now = time.monotonic()
+        """The principal, from the cache or (one loader per principal at a time) from the database.
+
+        Single-flight: when an entry expires under load, one request reloads it and the others
+        wait for that result instead of all queueing for database connections.
+        """
         with self._lock:
-            cached = self._entries.get(principal_id)
-        if cached is not None and now - cached[0] < self._ttl:
-            return cached[1]
-        with self._engine.connect() as connection:
-            record = get_principal(connection=connection, principal_id=principal_id)
-        with self._lock:
-            if len(self._entries) > 10_000:
-                self._entries.clear()
-            self._entries[principal_id] = (now, record)
-        return record
+            loading = self._loading.setdefault(principal_id, threading.Lock())
+        with loading:
+            found, record = self.cached(principal_id)
+            if found:
+                return record
+            with self._engine.connect() as connection:
+                record = get_principal(connection=connection, principal_id=principal_id)
+            with self._lock:
+                if len(self._entries) > 10_000:
+                    self._entries.clear()
+                    self._loading = {principal_id: loading}
+                self._entries[principal_id] = (time.monotonic(), record)
+            return record
 
     def forget(self, principal_id: str) -> None:
         with self._lock:

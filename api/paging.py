@@ -1,4 +1,4 @@
-"""Opaque keyset cursors and the page envelope shared by every list endpoint.
+"""Opaque keyset cursors and the paging parameters shared by every list endpoint.
 
 A cursor is base64url(JSON) of the list it belongs to and the sort key of the
 last row served. It carries positions, never permissions: the tenant scope is
@@ -11,19 +11,16 @@ import base64
 import binascii
 import json
 from datetime import datetime
-from typing import Annotated, Any, Final, Generic, TypeVar
+from typing import Annotated, Any, Final
 from uuid import UUID
 
 from fastapi import Query
-from pydantic import BaseModel, Field
 
 from api.errors import BadRequestError
 
 DEFAULT_PAGE_SIZE: Final = 50
 MAX_PAGE_SIZE: Final = 500
 _MAX_CURSOR_CHARS: Final = 512
-
-T = TypeVar("T")
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description=f"Page size (at most {MAX_PAGE_SIZE}).")]
 Cursor = Annotated[
@@ -34,13 +31,6 @@ Cursor = Annotated[
         description="Opaque `next_cursor` from the previous page; omit for the first page.",
     ),
 ]
-
-
-class Page(BaseModel, Generic[T]):
-    """One page of results and the cursor of the next (null on the last page)."""
-
-    data: list[T]
-    next_cursor: str | None = Field(description="Pass as `cursor` to get the next page; null when done.")
 
 
 def _default(value: Any) -> Any:

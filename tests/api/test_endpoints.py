@@ -238,3 +238,39 @@ def test_score_applies_the_configured_thresholds(
     assert result["thresholds"] == {"review": 50.0, "decline": 80.0}
     assert result["reasons"][0]["text"] == "Amount is high."
     assert result["degraded"] == ["ml:iforest"] and result["detectors"][1]["score"] is None
+
+
+def test_principal_cache_loads_each_principal_once_under_concurrency(db: Engine, token_for: TokenFactory) -> None:
+    import threading
+
+    from sqlalchemy import event
+
+    from api.context import PrincipalCache
+
+    token_for("viewer", principal_id="busy-client")
+    loads = 0
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        nonlocal loads
+        if "FROM principals" in statement:
+            loads += 1
+
+    cache = PrincipalCache(db, ttl_seconds=60)
+    event.listen(db, "before_cursor_execute", count)
+    try:
+        barrier = threading.Barrier(16)
+
+        def hit() -> None:
+            barrier.wait()
+            record = cache.get("busy-client")
+            assert record is not None and record.principal_id == "busy-client"
+
+        threads = [threading.Thread(target=hit) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        event.remove(db, "before_cursor_execute", count)
+    assert loads == 1
+    assert cache.cached("busy-client")[0] is True and cache.cached("someone-else") == (False, None)
