@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 SERVICE: Final = "features"
 SOURCE_PARTITION_HEADER: Final = "vigil.features.source.partition"
 SOURCE_OFFSET_HEADER: Final = "vigil.features.source.offset"
-_WATERMARK_REFRESH_SECONDS: Final = 1.0
+_WATERMARK_REFRESH_SECONDS: Final = 0.25
 _METADATA_TIMEOUT: Final = 10.0
 
 
@@ -128,6 +128,7 @@ class FeatureStage:
         self._last_seen: dict[int, float] = {}
         self._high: dict[int, tuple[int, int]] = {}
         self._high_refreshed = 0.0
+        self._all_idle = False
         self._last_snapshot = time.monotonic()
         self.emitted = 0
 
@@ -263,7 +264,14 @@ class FeatureStage:
                 late.append((partition, offset, tx))
         if messages:
             metrics.MESSAGES_CONSUMED.labels(SERVICE, self._source).inc(len(messages))
-        released = sequencer.release(self._idle(now))
+        if messages and self._all_idle:
+            # The stream resumes after a pause: producers write bursts to every partition, not all at
+            # the same instant, so give each partition a fresh grace period before it may be skipped.
+            self._last_seen = dict.fromkeys(self._partitions, now)
+            self._all_idle = False
+        idle = self._idle(now)
+        self._all_idle = len(idle) == len(self._partitions)
+        released = sequencer.release(idle)
         self._process([(e.partition, e.offset, e.item) for e in released], late)
         if dead:
             send_dead_letters(self._producer, settings, dead, service=SERVICE)
@@ -316,7 +324,7 @@ class FeatureStage:
         if now - self._high_refreshed >= _WATERMARK_REFRESH_SECONDS:
             # The probe is a consumer that fetches nothing, so it answers in ~1 ms (the reader
             # answers only between its fetches).
-            for partition in self._partitions:
+            for partition in silent:
                 self._high[partition] = self._probe.get_watermark_offsets(
                     TopicPartition(self._source, partition), timeout=_METADATA_TIMEOUT, cached=False
                 )
