@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Final
@@ -150,8 +151,36 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                     body = response["content"].get("application/json")
                     if body is not None and body.get("schema", {}).get("$ref", "").endswith("HTTPValidationError"):
                         body["schema"] = error_ref
+    for (path, method, status), links in _LINKS.items():
+        schema["paths"][path][method]["responses"][status]["links"] = links
     app.openapi_schema = schema
     return schema
+
+
+def _link(operation_id: str, **parameters: str) -> dict[str, Any]:
+    return {"operationId": operation_id, "parameters": parameters}
+
+
+# OpenAPI links: how a response's ids feed the next call (clients and stateful fuzzers follow them).
+_LINKS: Final[dict[tuple[str, str, str], dict[str, Any]]] = {
+    ("/v1/anomalies", "get", "200"): {
+        "GetAnomaly": _link("get_anomaly_v1_anomalies__anomaly_id__get", anomaly_id="$response.body#/data/0/anomaly_id")
+    },
+    ("/v1/cases", "get", "200"): {
+        "GetCase": _link("get_case_v1_cases__case_id__get", case_id="$response.body#/data/0/case_id"),
+        "UpdateCase": _link("update_case_v1_cases__case_id__patch", case_id="$response.body#/data/0/case_id"),
+    },
+    ("/v1/rules", "post", "201"): {
+        "GetRule": _link("get_rule_v1_rules__rule_id__get", rule_id="$response.body#/rule_id"),
+        "ToggleRule": _link("toggle_rule_v1_rules__rule_id__patch", rule_id="$response.body#/rule_id"),
+        "PublishVersion": _link("publish_version_v1_rules__rule_id__versions_post", rule_id="$response.body#/rule_id"),
+    },
+    ("/v1/silences", "post", "201"): {
+        "ExpireSilence": _link(
+            "expire_silence_v1_silences__silence_id__expire_post", silence_id="$response.body#/silence_id"
+        )
+    },
+}
 
 
 def create_app(settings: Settings, *, ports: ApiPorts | None = None, engine: Engine | None = None) -> FastAPI:
@@ -160,6 +189,10 @@ def create_app(settings: Settings, *, ports: ApiPorts | None = None, engine: Eng
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        warm = getattr(context.ports.model_registry, "warm", None)
+        if callable(warm):
+            # In the background: readiness must not wait for MLflow, only the first registry call may.
+            threading.Thread(target=warm, name="warm-registry", daemon=True).start()
         try:
             yield
         finally:

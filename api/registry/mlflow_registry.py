@@ -9,10 +9,13 @@ lives in MLflow itself, so every API replica and the CLI agree on it.
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from api.ports import AliasChange, ModelInfo, ModelNotFoundError, ModelVersionInfo
+
+log = logging.getLogger(__name__)
 
 _HISTORY_TAG: Final = "vigil.alias_history."
 _HISTORY_KEEP: Final = 20
@@ -23,6 +26,13 @@ class MlflowModelRegistry:
     def __init__(self, tracking_uri: str) -> None:
         self._tracking_uri = tracking_uri
         self._client: Any = None
+
+    def warm(self) -> None:
+        """Import MLflow and build the client ahead of the first request (the import takes seconds)."""
+        try:
+            self._mlflow()
+        except Exception as exc:  # the first real call will report it; warming is best effort
+            log.warning("could not prepare the MLflow client", extra={"error": str(exc)})
 
     def _mlflow(self) -> Any:
         if self._client is None:

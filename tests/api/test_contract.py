@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = Path(__file__).with_name("schemathesis.toml")
-MAX_EXAMPLES = 12  # per operation and phase: keeps the run near a minute on two cores
+MAX_EXAMPLES = 8  # per operation and phase: keeps the run near a minute on two busy cores
 
 
 def _free_port() -> int:
