@@ -153,6 +153,9 @@ class Settings(BaseSettings):
     ml_operating_recall: float = Field(
         0.8, gt=0, lt=1, description="Recall a supervised model's warning threshold aims at on held-out data."
     )
+    ml_train_threads: int = Field(
+        1, ge=1, le=256, description="Native (OpenMP/BLAS) threads while training; more only on dedicated cores."
+    )
     ml_breaker_failures: int = Field(
         2, ge=1, le=100, description="Consecutive registry or model failures before a model is reported degraded."
     )

@@ -42,9 +42,12 @@ from detectors.ml import (
     RankingQuality,
     TrainingOptions,
     TrainingOutcome,
+    TrainingPlan,
     daily_precision_at_k,
+    fit_plan,
     known_labels,
     operating_point,
+    plan_training,
     ranking_quality,
     read_feature_frame,
     read_label_file,
@@ -224,7 +227,8 @@ class TrainingRequest:
 
 @dataclass(frozen=True)
 class TrainingReport:
-    outcome: TrainingOutcome
+    plan: TrainingPlan
+    outcome: TrainingOutcome | None  # None: this exact training was registered before; nothing refitted
     registered: RegisteredVersion
 
 
@@ -240,6 +244,7 @@ def training_options(settings: Settings, *, seed: int = 0, label_delay: timedelt
         contamination=settings.ml_contamination,
         operating_recall=settings.ml_operating_recall,
         seed=seed,
+        threads=settings.ml_train_threads,
     )
 
 
@@ -294,17 +299,22 @@ def train_and_register(
             warmup=timedelta(days=settings.ml_warmup_days),
         )
         labels = labels_for(request, engine=engine)
-        outcome = train_model(
+        plan = plan_training(
             frame=frame,
             labels=labels,
             kind=request.kind,
             cutoff=request.end,
             options=training_options(settings, seed=request.seed, label_delay=request.label_delay),
         )
+        existing = registry.find_version(request.name, plan.fingerprint)
+        if existing is not None:
+            registry.set_alias(name=request.name, alias=CHALLENGER, version=existing.version)
+            return TrainingReport(plan=plan, outcome=None, registered=existing)
+        outcome = fit_plan(plan)
     registered = registry.register(
         name=request.name, outcome=outcome, experiment=settings.ml_experiment, alias=CHALLENGER
     )
-    return TrainingReport(outcome=outcome, registered=registered)
+    return TrainingReport(plan=plan, outcome=outcome, registered=registered)
 
 
 # --- evaluation -------------------------------------------------------------------------------
@@ -498,12 +508,7 @@ def evaluate(
                         labels=truth,
                         kind=kind,
                         cutoff=until,
-                        options=TrainingOptions(
-                            label_delay=options.label_delay,
-                            contamination=settings.ml_contamination,
-                            operating_recall=settings.ml_operating_recall,
-                            seed=options.seed,
-                        ),
+                        options=training_options(settings, seed=options.seed, label_delay=options.label_delay),
                     )
                 except VigilError as exc:
                     notes.append(f"ml:{kind.value} not trained: {exc}")

@@ -2,7 +2,8 @@
 
 Public surface:
 - data: `FeatureFrame`, `read_feature_frame`, `KnownLabel`, `resolve_targets`, `relative_features`;
-- models: `ModelKind`, `FittedModel`, `fit_model`, `train_model`, `TrainingOptions`, `TrainingOutcome`;
+- models: `ModelKind`, `FittedModel`, `fit_model`, `plan_training`, `fit_plan`, `train_model`,
+  `TrainingOptions`, `TrainingPlan`, `TrainingOutcome`;
 - quality: `ranking_quality`, `RankingQuality`, `precision_at_k`, `fpr_at_recall`, `operating_point`,
   `daily_precision_at_k`;
 - labels: `read_label_file`, `import_labels`, `known_labels`, `LabelRecord`, `ImportReport`;
@@ -49,7 +50,15 @@ from detectors.ml.serving import (
     run_ml_service,
     served_models,
 )
-from detectors.ml.training import TrainingOptions, TrainingOutcome, default_features, train_model
+from detectors.ml.training import (
+    TrainingOptions,
+    TrainingOutcome,
+    TrainingPlan,
+    default_features,
+    fit_plan,
+    plan_training,
+    train_model,
+)
 
 __all__ = [
     "CHALLENGER",
@@ -83,17 +92,20 @@ __all__ = [
     "TrainingDataError",
     "TrainingOptions",
     "TrainingOutcome",
+    "TrainingPlan",
     "UnavailableModel",
     "daily_precision_at_k",
     "default_features",
     "fail_fast_http",
     "fit_model",
+    "fit_plan",
     "fpr_at_recall",
     "import_labels",
     "known_labels",
     "matrix_from_vectors",
     "normalise_label",
     "operating_point",
+    "plan_training",
     "precision_at_k",
     "ranking_quality",
     "read_feature_frame",

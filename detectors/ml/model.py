@@ -17,9 +17,12 @@ matrix and to explain a score cheaply:
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +38,23 @@ _PROBE_ROWS: Final = 32
 _MIN_SCALE: Final = 1e-6
 
 IndexArray = npt.NDArray[np.int64]
+
+
+_CONTROLLER: list[Any] = []
+
+
+@contextmanager
+def native_threads(count: int) -> Iterator[None]:
+    """Limit OpenMP/BLAS threads (scikit-learn's trees, numpy) for the block; cheap after the first call."""
+    if not _CONTROLLER:
+        import sklearn.ensemble  # noqa: F401 - loads the OpenMP runtime the controller must see
+
+        # threadpoolctl ships with scikit-learn (a dependency of it), untyped.
+        from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
+
+        _CONTROLLER.append(ThreadpoolController())
+    with _CONTROLLER[0].limit(limits=count):
+        yield
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +115,10 @@ class FittedModel:
     def raw_scores(self, matrix: FloatArray) -> FloatArray:
         if len(matrix) == 0:
             return np.empty(0, dtype=np.float64)
-        return self.scorer.raw(self.prepare(matrix))
+        # One core per scoring call: replicas scale by partitions, and OpenMP threads fighting
+        # for shared cores made gradient-boosting 10x slower in measurements (docs/ml.md).
+        with native_threads(1):
+            return self.scorer.raw(self.prepare(matrix))
 
     def normalise(self, raw: FloatArray) -> FloatArray:
         return self.calibration.normalise(raw)
@@ -141,6 +164,7 @@ class FitOptions:
     contamination: float = 0.005
     operating_recall: float = 0.8
     seed: int = 0
+    threads: int = 1
 
 
 def fit_model(
@@ -153,13 +177,27 @@ def fit_model(
     options: FitOptions = FitOptions(),
 ) -> FittedModel:
     """Fit `kind` on original-unit rows; calibrate (on `validation` when supervised) and measure importances."""
+    with native_threads(options.threads):
+        return _fit(kind, matrix, feature_names, target, validation, options)
+
+
+def _fit(
+    kind: ModelKind,
+    matrix: FloatArray,
+    feature_names: tuple[str, ...],
+    target: BoolArray | None,
+    validation: tuple[FloatArray, BoolArray] | None,
+    options: FitOptions,
+) -> FittedModel:
     if len(matrix) < 10:
         raise TrainingDataError(f"{len(matrix)} training rows: at least 10 are needed")
     if matrix.shape[1] != len(feature_names):
         raise TrainingDataError("matrix columns and feature names differ")
     rng = np.random.default_rng(options.seed)
     transformed = signed_log(matrix)
-    with np.errstate(all="ignore"):
+    # Columns that are always missing (e.g. no devices in a dataset) are expected: NaN stats, no warnings.
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         centre = np.nan_to_num(np.nanmedian(transformed, axis=0), nan=0.0) if len(matrix) else np.zeros(0)
         q1, q3 = np.nanquantile(transformed, [0.25, 0.75], axis=0)
         spread = np.nanstd(transformed, axis=0)

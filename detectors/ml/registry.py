@@ -107,11 +107,8 @@ class ModelRegistry:
     ) -> RegisteredVersion:
         """Log the outcome as an MLflow run, register it as a new version of `name`, point `alias` at it."""
         self._ensure_model(name)
-        existing = self._version_with_key(name, outcome.fingerprint)
-        if existing is not None:
-            version = RegisteredVersion(name=name, version=str(existing.version), run_id=existing.run_id, created=False)
-        else:
-            version = self._log_and_register(name=name, outcome=outcome, experiment=experiment)
+        existing = self.find_version(name, outcome.fingerprint)
+        version = existing or self._log_and_register(name=name, outcome=outcome, experiment=experiment)
         kind = outcome.model.kind.value
         self.client.set_registered_model_tag(name, KIND_TAG, kind)
         if alias is not None:
@@ -127,11 +124,23 @@ class ModelRegistry:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
 
-    def _version_with_key(self, name: str, key: str) -> Any:
-        for version in self.client.search_model_versions(f"name='{_quote(name)}'"):
-            if (version.tags or {}).get(KEY_TAG) == key:
-                return version
+    def find_version(self, name: str, fingerprint: str) -> RegisteredVersion | None:
+        """The version of `name` trained from exactly this data and these settings, if any."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            versions = self.client.search_model_versions(f"name='{_quote(name)}'")
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise
+        for version in versions:
+            if (version.tags or {}).get(KEY_TAG) == fingerprint:
+                return RegisteredVersion(name=name, version=str(version.version), run_id=version.run_id, created=False)
         return None
+
+    def set_alias(self, *, name: str, alias: str, version: str) -> None:
+        self.client.set_registered_model_alias(name, alias, version)
 
     def _experiment_id(self, experiment: str) -> str:
         from mlflow.exceptions import MlflowException

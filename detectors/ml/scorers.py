@@ -10,6 +10,7 @@ training scores exactly.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final, Protocol
@@ -90,7 +91,8 @@ class EcdfScorer:
             matrix = matrix[np.sort(keep)]
         # One contiguous sorted row per feature: searchsorted then walks cache-friendly memory.
         self.sorted_ = np.ascontiguousarray(np.sort(matrix, axis=0).T)
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # constant columns: skewness 0, said loudly
             self.skew_sign_ = np.sign(np.nan_to_num(skew(matrix, axis=0)))
 
     def _tails(self, matrix: FloatArray) -> tuple[FloatArray, FloatArray]:

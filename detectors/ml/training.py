@@ -15,12 +15,13 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
+from core.detection import FloatArray
 from detectors.ml.columns import relative_features
 from detectors.ml.dataset import FeatureFrame, KnownLabel, resolve_targets
 from detectors.ml.errors import TrainingDataError
 from detectors.ml.model import FitOptions, FittedModel, fit_model
 from detectors.ml.quality import RankingQuality, ranking_quality
-from detectors.ml.scorers import ModelKind
+from detectors.ml.scorers import BoolArray, ModelKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,7 @@ class TrainingOptions:
     top_k: int = 100
     seed: int = 0
     feature_names: tuple[str, ...] | None = None  # None: all features (supervised) or the scale-free ones
+    threads: int = 1  # native threads while fitting (1: predictable on shared nodes)
 
 
 @dataclass(frozen=True)
@@ -56,15 +58,36 @@ def default_features(kind: ModelKind, available: Sequence[str]) -> tuple[str, ..
     return relative_features(available) or tuple(available)
 
 
-def train_model(
+@dataclass(frozen=True)
+class TrainingPlan:
+    """Everything decided before fitting: rows, targets, holdout, features, and the fingerprint.
+
+    The fingerprint is known before any fitting, so a scheduled re-run that finds it
+    already registered skips the expensive part entirely.
+    """
+
+    kind: ModelKind
+    cutoff: datetime
+    options: TrainingOptions
+    feature_names: tuple[str, ...]
+    matrix: FloatArray
+    fraud: BoolArray
+    train_rows: BoolArray
+    holdout: BoolArray
+    counts: dict[str, int]
+    params: dict[str, str]
+    fingerprint: str
+
+
+def plan_training(
     *,
     frame: FeatureFrame,
     labels: Sequence[KnownLabel],
     kind: ModelKind,
     cutoff: datetime,
     options: TrainingOptions = TrainingOptions(),
-) -> TrainingOutcome:
-    """Fit `kind` on `frame` (rows before `cutoff`), holding out the newest label-mature rows for quality."""
+) -> TrainingPlan:
+    """Rows before `cutoff`, label join with delay, and the newest label-mature rows held out."""
     frame = frame.select(frame.event_time < cutoff.timestamp())
     if len(frame) == 0:
         raise TrainingDataError("no transactions before the cutoff")
@@ -80,32 +103,12 @@ def train_model(
     holdout = np.zeros(len(frame), dtype=bool)
     if holdout_size:
         holdout[order[-holdout_size:]] = True
-    names = options.feature_names or default_features(kind, frame.feature_names)
-    matrix = frame.columns(names)
-    if kind.supervised:
-        train_rows = targets.eligible & ~holdout
-        target = targets.fraud[train_rows]
-    else:
-        train_rows = ~holdout & ~targets.fraud  # known fraud would teach "normal" the wrong thing
-        target = None
+    names = tuple(options.feature_names or default_features(kind, frame.feature_names))
+    # Supervised: label-mature rows only. Unsupervised: every row but known fraud, which would teach
+    # the model that fraud is normal.
+    train_rows = targets.eligible & ~holdout if kind.supervised else ~holdout & ~targets.fraud
     if not train_rows.any():
         raise TrainingDataError("no training rows left after the holdout")
-    validation = (matrix[holdout], targets.fraud[holdout]) if holdout.any() else None
-    model = fit_model(
-        kind=kind,
-        matrix=matrix[train_rows],
-        feature_names=tuple(names),
-        target=target,
-        validation=validation,
-        options=FitOptions(
-            contamination=options.contamination, operating_recall=options.operating_recall, seed=options.seed
-        ),
-    )
-    quality = None
-    if validation is not None and 0 < int(validation[1].sum()) < len(validation[1]):
-        quality = ranking_quality(
-            validation[1], model.raw_scores(validation[0]), k=options.top_k, recall=options.operating_recall
-        )
     counts = {
         "rows": len(frame),
         "train_rows": int(train_rows.sum()),
@@ -126,14 +129,64 @@ def train_model(
         "seed": str(options.seed),
         "feature_count": str(len(names)),
     }
-    return TrainingOutcome(
-        model=model,
-        quality=quality,
+    return TrainingPlan(
+        kind=kind,
+        cutoff=cutoff,
+        options=options,
+        feature_names=names,
+        matrix=frame.columns(names),
+        fraud=targets.fraud,
+        train_rows=train_rows,
+        holdout=holdout,
         counts=counts,
         params=params,
         fingerprint=_fingerprint(frame, targets.fraud, names, params),
-        cutoff=cutoff,
     )
+
+
+def fit_plan(plan: TrainingPlan) -> TrainingOutcome:
+    """Fit the planned model and measure it on the holdout."""
+    options = plan.options
+    holdout = plan.holdout
+    validation = (plan.matrix[holdout], plan.fraud[holdout]) if holdout.any() else None
+    model = fit_model(
+        kind=plan.kind,
+        matrix=plan.matrix[plan.train_rows],
+        feature_names=plan.feature_names,
+        target=plan.fraud[plan.train_rows] if plan.kind.supervised else None,
+        validation=validation,
+        options=FitOptions(
+            contamination=options.contamination,
+            operating_recall=options.operating_recall,
+            seed=options.seed,
+            threads=options.threads,
+        ),
+    )
+    quality = None
+    if validation is not None and 0 < int(validation[1].sum()) < len(validation[1]):
+        quality = ranking_quality(
+            validation[1], model.raw_scores(validation[0]), k=options.top_k, recall=options.operating_recall
+        )
+    return TrainingOutcome(
+        model=model,
+        quality=quality,
+        counts=plan.counts,
+        params=plan.params,
+        fingerprint=plan.fingerprint,
+        cutoff=plan.cutoff,
+    )
+
+
+def train_model(
+    *,
+    frame: FeatureFrame,
+    labels: Sequence[KnownLabel],
+    kind: ModelKind,
+    cutoff: datetime,
+    options: TrainingOptions = TrainingOptions(),
+) -> TrainingOutcome:
+    """Fit `kind` on `frame` (rows before `cutoff`), holding out the newest label-mature rows for quality."""
+    return fit_plan(plan_training(frame=frame, labels=labels, kind=kind, cutoff=cutoff, options=options))
 
 
 def _fingerprint(frame: FeatureFrame, fraud: np.ndarray, names: Sequence[str], params: dict[str, str]) -> str:

@@ -171,8 +171,8 @@ def train_command(
     finally:
         if engine is not None:
             engine.dispose()
-    outcome, registered = report.outcome, report.registered
-    metrics = outcome.quality.as_metrics() if outcome.quality else {}
+    plan, outcome, registered = report.plan, report.outcome, report.registered
+    metrics = outcome.quality.as_metrics() if outcome is not None and outcome.quality else {}
     if as_json:
         click.echo(
             json.dumps(
@@ -182,18 +182,20 @@ def train_command(
                     "version": registered.version,
                     "created": registered.created,
                     "run_id": registered.run_id,
-                    "counts": outcome.counts,
+                    "counts": plan.counts,
                     "metrics": metrics,
                 }
             )
         )
         return
-    verb = "registered" if registered.created else "already registered (same data and settings) as"
     click.echo(
-        f"{model_kind.value}: {outcome.counts['train_rows']} training rows "
-        f"({outcome.counts['train_positives']} confirmed fraud), cutoff {end_utc:%Y-%m-%d %H:%M}Z"
+        f"{model_kind.value}: {plan.counts['train_rows']} training rows "
+        f"({plan.counts['train_positives']} confirmed fraud), cutoff {end_utc:%Y-%m-%d %H:%M}Z"
     )
-    click.echo(f"{verb} {name} version {registered.version} (alias challenger)")
+    if not registered.created:
+        click.echo(f"already registered (same data and settings) as {name} version {registered.version} (challenger)")
+        return
+    click.echo(f"registered {name} version {registered.version} (alias challenger)")
     if metrics:
         click.echo("held-out: " + ", ".join(f"{key} {value:.4g}" for key, value in sorted(metrics.items())))
     else:
