@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 # without a database round trip on every request.
 PRINCIPAL_CACHE_SECONDS: Final = 5.0
 PRODUCER_POOL_SIZE: Final = 4
+# An HTTP client is told 503 when the broker has not confirmed within this time; librdkafka must then
+# give the message up too, rather than deliver it minutes after the client was told to retry.
+DELIVERY_TIMEOUT_SECONDS: Final = 10.0
 
 
 class PrincipalCache:
@@ -124,7 +127,7 @@ class ProducerPool:
             yield producer
         except BaseException:
             # A producer that failed may still hold undelivered messages: replace it rather than reuse it.
-            self._idle.put(DeliveringProducer(self._settings, service="api"))
+            self._idle.put(self._new())
             raise
         self._idle.put(producer)
 
@@ -136,8 +139,13 @@ class ProducerPool:
         with self._lock:
             if self._created < self._size:
                 self._created += 1
-                return DeliveringProducer(self._settings, service="api")
+                return self._new()
         return self._idle.get()
+
+    def _new(self) -> DeliveringProducer:
+        return DeliveringProducer(
+            self._settings, service="api", **{"message.timeout.ms": int(DELIVERY_TIMEOUT_SECONDS * 1000)}
+        )
 
     def close(self) -> None:
         while True:

@@ -15,7 +15,7 @@ import orjson
 from pydantic import ValidationError
 from sqlalchemy import Connection, select
 
-from api.context import ProducerPool
+from api.context import DELIVERY_TIMEOUT_SECONDS, ProducerPool
 from api.errors import ForbiddenError, UnavailableError
 from api.permissions import Principal
 from core import metrics
@@ -177,7 +177,8 @@ def produce_accepted(
                 topic, item.model_dump_json(exclude={"ingested_at"}).encode(), key=item.account_id, headers=headers
             )
         try:
-            producer.flush_or_raise(timeout=10.0)
+            # A little longer than the message timeout, so failures arrive as delivery reports.
+            producer.flush_or_raise(timeout=DELIVERY_TIMEOUT_SECONDS + 2.0)
         except KafkaDeliveryError as exc:
             raise UnavailableError(
                 f"Kafka did not confirm delivery ({exc}); retry the request (a retried item that did arrive "
