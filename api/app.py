@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import logging
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
 from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 from sqlalchemy import Engine, event
 
@@ -183,16 +184,28 @@ _LINKS: Final[dict[tuple[str, str, str], dict[str, Any]]] = {
 }
 
 
-def create_app(settings: Settings, *, ports: ApiPorts | None = None, engine: Engine | None = None) -> FastAPI:
-    """Build the API (and the dashboard's static files when `settings.web_dist_dir` exists)."""
+def create_app(
+    settings: Settings, *, ports: ApiPorts | None = None, engine: Engine | None = None, freeze_gc: bool = False
+) -> FastAPI:
+    """Build the API (and the dashboard's static files when `settings.web_dist_dir` exists).
+
+    `freeze_gc=True` is for the server process (`vigil run api`): after start-up, existing objects
+    are moved out of the collector's sight (`gc.freeze`). Leave it off where many apps share a
+    process (tests), since frozen objects are never collected.
+    """
     context = build_context(settings, ports=ports or ApiPorts(), engine=engine)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         warm = getattr(context.ports.model_registry, "warm", None)
         if callable(warm):
-            # In the background: readiness must not wait for MLflow, only the first registry call may.
-            threading.Thread(target=warm, name="warm-registry", daemon=True).start()
+            # Before serving: importing MLflow holds the GIL for seconds, which would stall requests.
+            await run_in_threadpool(warm)
+        if freeze_gc:
+            # Start-up imports (MLflow, pandas, numpy) leave millions of long-lived objects; freezing them
+            # keeps the collector from rescanning them, which otherwise shows up as 100+ ms request stalls.
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:

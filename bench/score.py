@@ -58,7 +58,7 @@ def app_factory() -> FastAPI:
     ports = build_ports(settings)
     if ports.scorer is None:
         ports = replace(ports, scorer=NullScorer())
-    return create_app(settings, ports=ports)
+    return create_app(settings, ports=ports, freeze_gc=True)
 
 
 def _body(i: int) -> dict[str, object]:

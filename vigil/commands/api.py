@@ -63,7 +63,7 @@ def app_factory() -> FastAPI:
 
     settings = load_settings()
     configure_logging(service="api", level=settings.log_level, fmt=settings.log_format)
-    return create_app(settings, ports=build_ports(settings))
+    return create_app(settings, ports=build_ports(settings), freeze_gc=True)
 
 
 @click.command("api")
@@ -92,7 +92,7 @@ def run_api(ctx: click.Context, host: str | None, port: int | None, workers: int
     if workers > 1:
         uvicorn.run("vigil.commands.api:app_factory", factory=True, workers=workers, **common)
     else:
-        uvicorn.run(create_app(settings, ports=build_ports(settings)), **common)
+        uvicorn.run(create_app(settings, ports=build_ports(settings), freeze_gc=True), **common)
 
 
 # --- principals ---------------------------------------------------------------------------
