@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -35,7 +36,9 @@ pytestmark = pytest.mark.integration
 VIGIL = Path(sys.executable).with_name("vigil")
 
 
-def start_ingest(settings: Settings, log: Path, *, instance: str = "crash-test") -> subprocess.Popen[bytes]:
+def start_ingest(
+    settings: Settings, log: Path, *, instance: str = "crash-test", metrics_port: int = 0
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "VIGIL_ENVIRONMENT": "test",
@@ -44,7 +47,7 @@ def start_ingest(settings: Settings, log: Path, *, instance: str = "crash-test")
         "VIGIL_KAFKA_PARTITIONS": str(settings.kafka_partitions),
         "VIGIL_BATCH_SIZE": str(settings.batch_size),
         "VIGIL_LOG_FORMAT": "text",
-        "VIGIL_METRICS_PORT": "0",
+        "VIGIL_METRICS_PORT": str(metrics_port),
     }
     with log.open("ab") as sink:
         return subprocess.Popen(
@@ -141,3 +144,29 @@ def test_a_second_process_with_the_same_instance_id_fences_the_first_which_stops
                 process.kill()
     assert row_counts(db) == (400, 400)
     assert len(topic_messages(settings, TX_VALID)) == 400
+
+
+def test_the_process_serves_metrics_and_health_while_it_runs(topics: Settings, db: Engine, tmp_path: Path) -> None:
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    produce_raw(topics, [encode(transaction(n)) for n in range(30)] + [MALFORMED["unknown_country"]])
+    log = tmp_path / "ingest.log"
+    process = start_ingest(topics, log, instance="metrics-test", metrics_port=port)
+    try:
+        wait_for(lambda: committed_lag(topics) == 0, timeout=60, what="ingest")
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base}/healthz").status_code == 200
+        ready = httpx.get(f"{base}/readyz")
+        assert ready.status_code == 200 and ready.json()["checks"] == {"database": True}
+        exposition = httpx.get(f"{base}/metrics").text
+        assert 'vigil_transactions_accepted_total{source="kafka"} 30.0' in exposition
+        assert 'vigil_transactions_rejected_total{reason="unknown_country",source="kafka"} 1.0' in exposition
+        assert "vigil_ingest_latency_seconds_count 30.0" in exposition
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0, log.read_text()[-2000:]
+    finally:
+        if process.poll() is None:
+            process.kill()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
@@ -12,6 +12,7 @@ BUCKETS = (0.001, 0.01, 0.1, 1, 10, 30)
 
 
 @given(st.lists(st.floats(min_value=-5, max_value=100, allow_nan=False), max_size=200))
+@settings(deadline=None)
 def test_bulk_observation_equals_one_by_one(values: list[float]) -> None:
     one, bulk = CollectorRegistry(), CollectorRegistry()
     by_one = Histogram("latency_seconds", "x", buckets=BUCKETS, registry=one)

@@ -35,7 +35,7 @@ def contract(raw: bytes) -> Valid | Invalid | None:
 
 
 @given(valid_payloads())
-@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_every_schema_valid_transaction_is_accepted_with_the_models_values(payload: dict[str, Any]) -> None:
     raw = orjson.dumps(payload)
     expected = contract(raw)
@@ -48,7 +48,7 @@ def test_every_schema_valid_transaction_is_accepted_with_the_models_values(paylo
 
 
 @given(near_misses())
-@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @example({"amount": "1e3", "transaction_id": "t"})
 def test_near_misses_get_the_same_verdict_as_the_contract(payload: dict[str, Any]) -> None:
     raw = json.dumps(payload).encode()  # stdlib: near misses include integers beyond 64 bits
@@ -65,7 +65,7 @@ def test_near_misses_get_the_same_verdict_as_the_contract(payload: dict[str, Any
 
 
 @given(JSON_VALUES)
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 def test_arbitrary_json_yields_a_verdict_never_an_exception(value: Any) -> None:
     raw = json.dumps(value).encode()
     result = parse_transaction(raw, max_bytes=MAX_BYTES)
@@ -75,7 +75,7 @@ def test_arbitrary_json_yields_a_verdict_never_an_exception(value: Any) -> None:
 
 
 @given(st.binary(max_size=300))
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 def test_arbitrary_bytes_yield_a_verdict_never_an_exception(raw: bytes) -> None:
     result = parse_transaction(raw, max_bytes=MAX_BYTES)
     assert isinstance(result, Valid | Invalid)
