@@ -113,6 +113,30 @@ def test_labels_train_promote_rollback_list(
         "challenger": "2",
     }
     assert [v["version"] for v in model["versions"]] == ["2", "1"]
+    evaluated = runner.invoke(
+        cli,
+        [
+            "evaluate",
+            "--input",
+            str(dataset.transactions),
+            "--labels",
+            str(dataset.labels),
+            "--no-split",
+            "--model",
+            model_name,
+            "--no-rules",
+            "--no-statistical",
+            "--output",
+            str(tmp_path / "champion"),
+        ],
+        env=env,
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    assert f"ml:{model_name}@champion(v1)" in evaluated.stdout
+    (row,) = [
+        d for d in json.loads((tmp_path / "champion" / "report.json").read_text())["detectors"] if "@" in d["name"]
+    ]
+    assert row["rows"] == len(dataset.records) and row["average_precision"] > 0.5
     failed = runner.invoke(cli, ["models", "rollback", "--model", model_name], env=env)
     assert failed.exit_code == 2 and "no earlier version" in failed.output
     unknown = runner.invoke(cli, ["train", "--model", f"{model_name}-x", "--from", "2026-09-02", "--to", "2026-09-03"])

@@ -3,6 +3,13 @@ without restart and without losing a message -> rollback swaps back."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 from sqlalchemy import Engine, select
 
@@ -86,3 +93,50 @@ def test_new_champion_is_picked_up_without_restart_and_rollback_works(
                 .first()
             )
         assert reasons and {"feature", "value", "baseline", "contribution", "text"} <= set(reasons[0])
+
+
+def test_cli_process_serves_the_champion_and_stops_on_sigterm(
+    ml_settings: Settings, dataset: Dataset, db: Engine, model_name: str
+) -> None:
+    registry = ModelRegistry(ml_settings.mlflow_tracking_uri)
+    version = train_and_register(
+        registry=registry,
+        experiment=ml_settings.ml_experiment,
+        dataset=dataset,
+        name=model_name,
+        kind=ModelKind.ECOD,
+        days=3,
+    )
+    registry.promote(name=model_name, version=version)
+    env = {
+        **os.environ,
+        "VIGIL_DATABASE_URL": ml_settings.database_url,
+        "VIGIL_KAFKA_TOPIC_PREFIX": ml_settings.kafka_topic_prefix,
+        "VIGIL_MLFLOW_TRACKING_URI": ml_settings.mlflow_tracking_uri,
+        "VIGIL_ML_MODEL_NAMES": f'["{model_name}"]',
+        "VIGIL_METRICS_PORT": "0",
+        "VIGIL_LOG_FORMAT": "json",
+    }
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("vigil")), "run", "detect-ml", "--group", f"{model_name}-cli"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        sent = Traffic(ml_settings, dataset).send(3000)
+        # Default thresholds now: only what the model really flags becomes an anomaly.
+        wait_for(lambda: bool(set(versions_by_transaction(db, model_name)) & sent), timeout=120, what="an anomaly")
+        process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        _, stderr = process.communicate(timeout=15)
+        assert time.monotonic() - started < 10, "must stop within 10 s of SIGTERM"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, stderr[-2000:]
+    assert '"msg": "serving model version"' in stderr and f'"model": "{model_name}"' in stderr
+    flagged = versions_by_transaction(db, model_name)
+    assert 0 < len(flagged) < len(sent)  # the warning band, not everything
+    assert all(versions == {version} for versions in flagged.values())
