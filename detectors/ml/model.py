@@ -49,7 +49,7 @@ def native_threads(count: int) -> Iterator[None]:
     if not _CONTROLLER:
         import sklearn.ensemble  # noqa: F401 - loads the OpenMP runtime the controller must see
 
-        # threadpoolctl ships with scikit-learn (a dependency of it), untyped.
+        # threadpoolctl (also scikit-learn's own dependency) ships no type information.
         from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
 
         _CONTROLLER.append(ThreadpoolController())
