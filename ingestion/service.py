@@ -26,6 +26,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
 
@@ -50,7 +51,7 @@ from core.topics import STREAM_TOPICS, TX_DLQ, TX_RAW, TX_VALID
 from ingestion.errors import FatalIngestionError
 from ingestion.producer import TransactionalProducer
 from ingestion.reasons import RejectReason
-from ingestion.store import Candidate, Outcome, TransactionStore, source_ref
+from ingestion.store import Candidate, Decision, Outcome, TransactionStore, source_ref
 from ingestion.validate import Invalid, TimeWindow, Valid, encode_valid, fast_path, parse_transaction, utc_text
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,9 @@ SOURCE: Final = "kafka"  # label of TRANSACTIONS_ACCEPTED/REJECTED; the HTTP API
 REPLAY_HEADER: Final = "vigil.replay.of"  # set by `vigil dlq replay`: the dead letter re-submitted
 _TIMESTAMP_NOT_AVAILABLE: Final = 0
 _DLQ_DEPTH_EVERY_SECONDS: Final = 15.0
+# Validation of one slice overlaps the database write of the previous one.
+_SLICES: Final = 4
+_MIN_SLICE: Final = 500
 _INGEST_TOPICS: Final = (TX_RAW, TX_VALID, TX_DLQ)
 
 
@@ -100,17 +104,16 @@ class IngestHandler:
         self._stop = stop
         self._valid_topic = settings.topic(TX_VALID)
         self._max_bytes = settings.max_message_bytes
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-db")
         self.fatal: FatalIngestionError | None = None
 
     def process(self, messages: list[Message]) -> None:
         if self.fatal is not None:
             raise self.fatal
-        candidates, sources, letters = self._validate(messages)
         ingested_at = datetime.now(UTC)
         producer = self._producer
         send = producer.send
         topic = self._valid_topic
-
         batch_time = utc_text(ingested_at)
 
         def publish(candidate: Candidate, stored_at: datetime) -> None:
@@ -119,28 +122,48 @@ class IngestHandler:
             stamp = batch_time if stored_at is ingested_at else utc_text(stored_at)
             send(topic, encode_valid(valid, ingested_at=stamp), key=valid.account_id)
 
+        letters: list[_Letter] = []
+        slices: list[tuple[list[Candidate], list[Message]]] = []
+        writes: list[Future[list[Decision]]] = []
+        session = self._store.session(ingested_at=ingested_at, publish=publish)
         try:
             producer.begin()
-            decisions = self._store.write(candidates, ingested_at=ingested_at, publish=publish)
+            # Pipeline: the database thread writes slice k while this thread validates slice k+1.
+            for chunk in _slices(messages):
+                candidates, sources, refused = self._validate(chunk)
+                letters.extend(refused)
+                slices.append((candidates, sources))
+                writes.append(self._writer.submit(session.write, candidates))
+            decided = _results(writes)
+            session.commit()
             inserted: list[Valid] = []
             replayed = 0
-            for candidate, message, decision in zip(candidates, sources, decisions, strict=True):
-                outcome = decision.outcome
-                if outcome is Outcome.INSERTED:
-                    inserted.append(candidate.valid)
-                elif outcome is Outcome.REPLAYED:
-                    replayed += 1
-                elif outcome is Outcome.DUPLICATE:
-                    letters.append(_Letter(message, RejectReason.DUPLICATE_TRANSACTION_ID, decision.detail))
+            for (candidates, sources), decisions in zip(slices, decided, strict=True):
+                for candidate, message, decision in zip(candidates, sources, decisions, strict=True):
+                    outcome = decision.outcome
+                    if outcome is Outcome.INSERTED:
+                        inserted.append(candidate.valid)
+                    elif outcome is Outcome.REPLAYED:
+                        replayed += 1
+                    elif outcome is Outcome.DUPLICATE:
+                        letters.append(_Letter(message, RejectReason.DUPLICATE_TRANSACTION_ID, decision.detail))
             self._finish(messages, letters)
-        except FatalIngestionError as exc:
-            self._fail(exc)
-        except Exception:
+        except BaseException as exc:
+            wait(writes)  # the connection is the database thread's until its writes are over
             try:
-                producer.abort()
-            except Exception as exc:
-                self._fail(FatalIngestionError(f"cannot abort the Kafka transaction: {exc}"))
+                session.rollback()
+            except Exception as rollback_error:  # closing the connection discards the transaction anyway
+                log.warning("database rollback failed", extra={"error": str(rollback_error)})
+            if isinstance(exc, FatalIngestionError):
+                self._fail(exc)
+            if isinstance(exc, Exception):
+                try:
+                    producer.abort()
+                except Exception as abort_error:
+                    self._fail(FatalIngestionError(f"cannot abort the Kafka transaction: {abort_error}"))
             raise
+        finally:
+            session.close()
         self._record(inserted, letters, replayed=replayed, ingested_at=ingested_at)
 
     def _validate(self, messages: Sequence[Message]) -> tuple[list[Candidate], list[Message], list[_Letter]]:
@@ -215,10 +238,23 @@ class IngestHandler:
         raise exc
 
     def close(self) -> None:
+        self._writer.shutdown(wait=True)
         try:
             self._producer.abort()
         except Exception as exc:  # shutting down anyway: the next instance aborts it
             log.warning("could not abort the open transaction on close", extra={"error": str(exc)})
+
+
+def _slices(messages: Sequence[Message]) -> list[Sequence[Message]]:
+    """A batch cut into up to `_SLICES` ordered slices of at least `_MIN_SLICE` records."""
+    size = max(_MIN_SLICE, -(-len(messages) // _SLICES))
+    return [messages[first : first + size] for first in range(0, len(messages), size)]
+
+
+def _results(futures: Sequence[Future[list[Decision]]]) -> list[list[Decision]]:
+    """Every future's result, in order; waits for all before raising the first error."""
+    wait(futures)
+    return [future.result() for future in futures]
 
 
 def _replay_of(headers: Sequence[tuple[str, bytes]]) -> str | None:

@@ -105,6 +105,12 @@ class TransactionStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
+    def session(
+        self, *, ingested_at: datetime, publish: Callable[[Candidate, datetime], None] | None = None
+    ) -> StoreSession:
+        """One database transaction for one batch, written in slices; commit or roll back, then close."""
+        return StoreSession(self._engine, ingested_at=ingested_at, publish=publish)
+
     def write(
         self,
         candidates: Sequence[Candidate],
@@ -112,45 +118,76 @@ class TransactionStore:
         ingested_at: datetime,
         publish: Callable[[Candidate, datetime], None] | None = None,
     ) -> list[Decision]:
-        """Insert what is new; one decision per candidate, in order. Durable when it returns.
-
-        `publish(candidate, ingested_at)` is called for every INSERTED and REPLAYED candidate
-        before the commit; if the commit fails, whatever it published must be discarded.
-        """
-        if not candidates:
-            return []
-        connection = self._engine.raw_connection()
+        """Insert what is new in one transaction; one decision per candidate, in order. Durable on return."""
+        session = self.session(ingested_at=ingested_at, publish=publish)
         try:
-            pg: Any = connection.driver_connection
-            try:
-                decisions = self._write(pg, candidates, ingested_at, publish)
-                pg.commit()
-            except UniqueViolation as exc:
-                pg.rollback()
-                raise StoreConflictError(f"a row appeared that the duplicate check did not see: {exc}") from exc
-            except BaseException:
-                pg.rollback()
-                raise
+            decisions = session.write(candidates)
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
         finally:
-            connection.close()
+            session.close()
         return decisions
 
-    def _write(
+
+class StoreSession:
+    """The database transaction of one batch.
+
+    `write` may be called several times (slices of one batch, in order) and from another
+    thread than the one that commits, but never concurrently. `publish(candidate, ingested_at)`
+    is called for every INSERTED and REPLAYED candidate before the commit; if the commit fails,
+    whatever it published must be discarded.
+    """
+
+    def __init__(
         self,
-        pg: Any,
-        candidates: Sequence[Candidate],
+        engine: Engine,
+        *,
         ingested_at: datetime,
         publish: Callable[[Candidate, datetime], None] | None,
-    ) -> list[Decision]:
-        with pg.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (INGEST_LOCK_KEY,))
+    ) -> None:
+        self._connection = engine.raw_connection()
+        self._pg: Any = self._connection.driver_connection
+        self._ingested_at = ingested_at
+        self._stored = _copy_text(ingested_at)
+        self._publish = publish
+        self._locked = False
+        self._claimed: dict[str, str] = {}  # ids taken by an earlier record of this batch
+
+    def write(self, candidates: Sequence[Candidate]) -> list[Decision]:
+        """Decide and write one slice; earlier slices of the batch count as stored."""
+        try:
+            return self._write(candidates)
+        except UniqueViolation as exc:
+            raise StoreConflictError(f"a row appeared that the duplicate check did not see: {exc}") from exc
+
+    def commit(self) -> None:
+        try:
+            self._pg.commit()
+        except UniqueViolation as exc:
+            raise StoreConflictError(f"a row appeared that the duplicate check did not see: {exc}") from exc
+
+    def rollback(self) -> None:
+        self._pg.rollback()
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def _write(self, candidates: Sequence[Candidate]) -> list[Decision]:
+        publish = self._publish
+        with self._pg.cursor() as cursor:
+            if not self._locked:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (INGEST_LOCK_KEY,))
+                self._locked = True
+            if not candidates:
+                return []
             ids = list({candidate.valid.transaction_id for candidate in candidates})
             cursor.execute(_LOOKUP, (ids,))
             existing: dict[str, tuple[str | None, datetime]] = {row[0]: (row[1], row[2]) for row in cursor.fetchall()}
-            decisions = self._decide(candidates, existing, ingested_at)
-            inserted = [c for c, d in zip(candidates, decisions, strict=True) if d.outcome is Outcome.INSERTED]
-            if inserted:
-                stored = _copy_text(ingested_at)
+            decisions = self._decide(candidates, existing)
+            if any(decision.outcome is Outcome.INSERTED for decision in decisions):
+                stored = self._stored
                 with cursor.copy(_COPY) as copy:
                     lines: list[str] = []
                     for candidate, decision in zip(candidates, decisions, strict=True):
@@ -171,21 +208,18 @@ class TransactionStore:
         return decisions
 
     def _decide(
-        self,
-        candidates: Sequence[Candidate],
-        existing: dict[str, tuple[str | None, datetime]],
-        ingested_at: datetime,
+        self, candidates: Sequence[Candidate], existing: dict[str, tuple[str | None, datetime]]
     ) -> list[Decision]:
         decisions: list[Decision] = []
-        claimed: dict[str, str] = {}  # ids taken by an earlier record of this batch
-        inserted = Decision(Outcome.INSERTED, ingested_at)
+        claimed = self._claimed
+        inserted = Decision(Outcome.INSERTED, self._ingested_at)
         for candidate in candidates:
             transaction_id = candidate.valid.transaction_id
             if transaction_id in existing:
                 owner, stored_at = existing[transaction_id]
                 decisions.append(self._against_existing(candidate, owner, stored_at))
             elif transaction_id in claimed:
-                decisions.append(self._against_existing(candidate, claimed[transaction_id], ingested_at))
+                decisions.append(self._against_existing(candidate, claimed[transaction_id], self._ingested_at))
             else:
                 claimed[transaction_id] = candidate.source_ref
                 decisions.append(inserted)

@@ -74,15 +74,18 @@ def kill_when_rows_change(process: subprocess.Popen[bytes], db: Engine, *, timeo
     raise AssertionError("no batch was committed to the database in time")
 
 
+@pytest.mark.parametrize("batch_size", [250, 2500], ids=["one-slice", "pipelined-slices"])
 def test_sigkill_mid_batch_and_restart_loses_nothing_and_doubles_nothing(
-    topics: Settings, db: Engine, tmp_path: Path
+    topics: Settings, db: Engine, tmp_path: Path, batch_size: int
 ) -> None:
-    settings = topics.model_copy(update={"batch_size": 250})
-    valid = [transaction(n) for n in range(6000)]
+    settings = topics.model_copy(update={"batch_size": batch_size})
+    # Enough batches that each of the four kills still finds work to interrupt.
+    valid = [transaction(n) for n in range(24 * batch_size)]
     malformed = list(MALFORMED.values())
-    for chunk in range(0, len(valid), 1000):
-        produce_raw(settings, [encode(p) for p in valid[chunk : chunk + 1000]])
-        produce_raw(settings, malformed[chunk // 1000 :: 6])
+    step = len(valid) // 6
+    for number, chunk in enumerate(range(0, len(valid), step)):
+        produce_raw(settings, [encode(p) for p in valid[chunk : chunk + step]])
+        produce_raw(settings, malformed[number::6])
     log = tmp_path / "ingest.log"
 
     hits_between_commits = 0

@@ -237,3 +237,19 @@ def test_free_text_reaches_the_table_exactly(topics: Settings, db: Engine) -> No
     # The second copy of the same re-submitted dead letter was recognised despite the odd header.
     assert row_counts(db) == (1, 1)
     assert topic_messages(settings, TX_DLQ) == []
+
+
+def test_duplicates_across_the_slices_of_one_large_batch(topics: Settings, db: Engine) -> None:
+    """Batches are written in pipelined slices; an id reused in a later slice is still a duplicate."""
+    settings = topics.model_copy(update={"batch_size": 5000})
+    payloads = [transaction(n) for n in range(2000)]
+    payloads[1700] = {**payloads[10], "amount": "99.99"}  # same id, other record, a later slice
+    payloads[1900] = payloads[1800]  # same record content sent twice within the last slice
+    produce_raw(settings, [encode(p) for p in payloads], key=b"one-partition")
+    with running_ingest(settings):
+        wait_for(lambda: committed_lag(settings) == 0, timeout=60, what="the batch")
+    assert row_counts(db) == (1998, 1998)
+    assert len(topic_messages(settings, TX_VALID)) == 1998
+    dead = topic_messages(settings, TX_DLQ)
+    assert sorted(header(m, DLQ_REASON) or "" for m in dead) == ["duplicate_transaction_id"] * 2
+    assert {orjson.loads(body(m))["transaction_id"] for m in dead} == {"tx-000010", "tx-001800"}
