@@ -11,6 +11,7 @@ checks exactly-once (rows and tx.valid messages equal the valid input) and clean
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -41,6 +42,32 @@ def _cpu_seconds(pid: int, *, thread: int | None = None) -> float:
     path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
     fields = Path(path).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
+
+
+def _others_cpu(admin_url: str, database: str, kafka_pid: int | None) -> tuple[float, float]:
+    """CPU seconds so far of the PostgreSQL backends serving `database`, and of the Kafka broker."""
+    backends = 0.0
+    with create_engine(admin_url).connect() as connection:
+        pids = connection.execute(
+            text("SELECT pid FROM pg_stat_activity WHERE datname = :db AND pid <> pg_backend_pid()"),
+            {"db": database},
+        ).scalars()
+        for pid in pids:
+            with contextlib.suppress(OSError):  # a backend that just ended, or another machine's
+                backends += _cpu_seconds(int(pid))
+    broker = 0.0
+    if kafka_pid is not None:
+        with contextlib.suppress(OSError):
+            broker = _cpu_seconds(kafka_pid)
+    return backends, broker
+
+
+def _kafka_pid(settings: Settings) -> int | None:
+    pidfile = settings.state_dir / "pids" / "kafka.pid"
+    try:
+        return int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def _preload(settings: Settings, *, count: int, invalid_share: float) -> tuple[int, int, float]:
@@ -119,6 +146,9 @@ def main() -> None:
         topic = settings.topic(TX_RAW)
         partitions = [TopicPartition(topic, p) for p in range(args.partitions)]
         samples: list[tuple[float, int, float, float]] = []
+        others: list[tuple[float, float]] = []
+        bench_url = admin_url.set(database=database).render_as_string(hide_password=False)
+        kafka_pid = _kafka_pid(settings)
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
             done = _committed(settings, probe, partitions)
@@ -126,6 +156,8 @@ def main() -> None:
             samples.append(
                 (time.monotonic(), done, _cpu_seconds(process.pid), _cpu_seconds(process.pid, thread=process.pid))
             )
+            if (done > 0 and not others) or done >= total:
+                others.append(_others_cpu(bench_url, database, kafka_pid))
             if done >= total:
                 break
             if process.poll() is not None:
@@ -147,6 +179,14 @@ def main() -> None:
         print(
             f"batch-loop thread CPU: {loop_cpu:.1f}s; {records / loop_cpu:,.0f} records per CPU-second of that thread"
         )
+        if len(others) == 2:
+            pg_cpu = others[1][0] - others[0][0]
+            broker_cpu = others[1][1] - others[0][1]
+            print(
+                f"meanwhile: PostgreSQL backend {pg_cpu:.1f}s ({pg_cpu / seconds:.2f} cores), "
+                f"Kafka broker {broker_cpu:.1f}s ({broker_cpu / seconds:.2f} cores)"
+                + ("" if kafka_pid else " (broker pid unknown)")
+            )
         with open("/proc/loadavg") as handle:
             print(f"machine load average during the run: {handle.read().split()[0]} on {os.cpu_count()} CPUs")
 

@@ -218,6 +218,8 @@ class IngestHandler:
             send_dead_letters(self._producer, self._settings, dead, service=SERVICE)
         offsets: list[TopicPartition] = offsets_after(messages)
         self._producer.commit(offsets, self._consumer.consumer_group_metadata())
+        if isinstance(self._consumer, _IngestConsumer):
+            self._consumer.committed_in_transaction(offsets)
 
     def _record(
         self, inserted: Sequence[Valid], letters: Sequence[_Letter], *, replayed: int, ingested_at: datetime
@@ -283,16 +285,20 @@ def observe_many(histogram: Any, values: Sequence[float]) -> None:
     total.inc(sum(values))
 
 
-class _FatalAwareConsumer(Consumer):
-    """A consumer that reports fatal errors, which librdkafka delivers as error messages.
+class _IngestConsumer(Consumer):
+    """The ingest service's consumer: reports fatal errors and skips redundant offset commits.
 
     `BatchLoop` logs error messages and carries on, which is right for transient ones; a fatal
     one (this static member was fenced) would otherwise leave the process consuming nothing.
+    And after each batch it commits the batch's offsets, which the Kafka transaction has just
+    committed atomically with the output; repeating that is a synchronous broker round trip
+    per batch for nothing, so an identical commit is skipped.
     """
 
     def __init__(self, config: dict[str, Any], *, on_fatal: Callable[[KafkaError], None]) -> None:
         super().__init__(config)
         self._on_fatal = on_fatal
+        self._in_transaction: frozenset[tuple[str, int, int]] = frozenset()
 
     def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]:
         messages = super().consume(num_messages=num_messages, timeout=timeout)
@@ -301,6 +307,19 @@ class _FatalAwareConsumer(Consumer):
             if error is not None and (error.fatal() or error.code() == KafkaError._FATAL):
                 self._on_fatal(error)
         return messages
+
+    def committed_in_transaction(self, offsets: Sequence[TopicPartition]) -> None:
+        self._in_transaction = _positions(offsets)
+
+    def commit(self, *args: Any, **kwargs: Any) -> Any:
+        offsets = kwargs.get("offsets")
+        if not args and offsets is not None and _positions(offsets) == self._in_transaction:
+            return list(offsets)
+        return super().commit(*args, **kwargs)
+
+
+def _positions(offsets: Sequence[TopicPartition]) -> frozenset[tuple[str, int, int]]:
+    return frozenset((tp.topic, tp.partition, tp.offset) for tp in offsets)
 
 
 class DlqDepthMonitor:
@@ -379,7 +398,7 @@ def run_ingest(
 
     # Static membership: a restarted replica takes its partitions back at once instead of
     # waiting a session timeout for the dead member to be evicted.
-    consumer = _FatalAwareConsumer(
+    consumer = _IngestConsumer(
         client_config(settings, **CONSUMER_DEFAULTS, **{"group.id": group, "group.instance.id": instance}),
         on_fatal=on_fatal,
     )
