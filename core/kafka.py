@@ -80,7 +80,7 @@ class DeliveringProducer:
     """
 
     def __init__(self, settings: Settings, *, service: str, **overrides: Any) -> None:
-        self._producer = Producer(client_config(settings, **PRODUCER_DEFAULTS, **overrides))
+        self._producer = Producer(client_config(settings, **{**PRODUCER_DEFAULTS, **overrides}))
         self._service = service
         self._failures: list[str] = []
         self._sent: dict[str, int] = {}
@@ -128,7 +128,7 @@ class DeliveringProducer:
 
 def make_consumer(settings: Settings, *, group_id: str, **overrides: Any) -> Consumer:
     """A consumer for the batch loop: manual commits, cooperative rebalancing."""
-    return Consumer(client_config(settings, **CONSUMER_DEFAULTS, **{"group.id": group_id}, **overrides))
+    return Consumer(client_config(settings, **{**CONSUMER_DEFAULTS, "group.id": group_id, **overrides}))
 
 
 def ensure_topics(settings: Settings, specs: Iterable[TopicSpec], *, timeout: float = 30.0) -> list[str]:

@@ -45,16 +45,12 @@ MetricName = Literal[
 
 _LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
-MESSAGES_CONSUMED: Final = Counter(
-    "vigil_messages_consumed", "Kafka messages consumed.", ["service", "topic"]
-)
+MESSAGES_CONSUMED: Final = Counter("vigil_messages_consumed", "Kafka messages consumed.", ["service", "topic"])
 MESSAGES_PRODUCED: Final = Counter(
     "vigil_messages_produced", "Kafka messages produced and acknowledged.", ["service", "topic"]
 )
 BATCHES: Final = Counter("vigil_batches", "Micro-batches processed and committed.", ["service"])
-BATCH_FAILURES: Final = Counter(
-    "vigil_batch_failures", "Micro-batches that failed and were retried.", ["service"]
-)
+BATCH_FAILURES: Final = Counter("vigil_batch_failures", "Micro-batches that failed and were retried.", ["service"])
 BATCH_DURATION: Final = Histogram(
     "vigil_batch_duration_seconds",
     "Time to process and commit one micro-batch.",
@@ -67,9 +63,7 @@ BATCH_SIZE: Final = Histogram(
     ["service"],
     buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000, 50000),
 )
-DEAD_LETTERS: Final = Counter(
-    "vigil_dead_letters", "Messages routed to the dead-letter topic.", ["service", "reason"]
-)
+DEAD_LETTERS: Final = Counter("vigil_dead_letters", "Messages routed to the dead-letter topic.", ["service", "reason"])
 TRANSACTIONS_ACCEPTED: Final = Counter(
     "vigil_transactions_accepted", "Valid transactions accepted by ingestion.", ["source"]
 )
@@ -85,9 +79,7 @@ END_TO_END_LATENCY: Final = Histogram(
     ["detector_family"],
     buckets=_LATENCY_BUCKETS,
 )
-ANOMALIES: Final = Counter(
-    "vigil_anomalies", "Anomalies flagged.", ["detector_family", "detector_name", "severity"]
-)
+ANOMALIES: Final = Counter("vigil_anomalies", "Anomalies flagged.", ["detector_family", "detector_name", "severity"])
 ANOMALIES_WRITTEN: Final = Counter(
     "vigil_anomalies_written", "Anomaly rows newly inserted (duplicates excluded).", ["service"]
 )

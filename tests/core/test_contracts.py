@@ -65,7 +65,9 @@ def transactions(draw: st.DrawFn) -> dict[str, Any]:
         attributes=draw(
             st.dictionaries(
                 st.from_regex(r"[a-z][a-z0-9_]{0,10}", fullmatch=True),
-                st.text(max_size=20) | st.integers() | st.booleans(),
+                st.text(st.characters(exclude_characters="\x00", exclude_categories=["Cs"]), max_size=20)
+                | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+                | st.booleans(),
                 max_size=5,
             )
         ),

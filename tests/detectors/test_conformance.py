@@ -21,6 +21,7 @@ from core.contracts import FeatureVector
 from core.detection import Detector, FeatureBatch, Thresholds
 from core.settings import load_settings
 from detectors import statistical_detectors
+from rules import pack_detectors
 from tests.detectors.factories import labelled_batch, vector
 from tests.ml.factories import ml_detectors
 
@@ -30,6 +31,7 @@ DETECTOR_PACKAGES = ("detectors", "rules")
 FACTORIES: list[Callable[[], list[Detector]]] = [
     lambda: list(statistical_detectors(settings=SETTINGS)),
     ml_detectors,
+    lambda: list(pack_detectors()),
 ]
 
 
