@@ -196,3 +196,36 @@ def test_http_output_reaches_tx_raw_through_the_real_api_despite_rate_limits(
     raw = read_topic(topics, topics.topic(TX_RAW))
     assert len(raw) == 5000
     assert {orjson.loads(m.value() or b"")["tenant_id"] for m in raw} == {"tenant-1"}
+
+
+@pytest.mark.integration
+def test_an_endless_stream_stops_on_sigterm_and_reports_what_it_delivered(topics: Settings, tmp_path: Path) -> None:
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    labels_path = tmp_path / "labels.csv"
+    env = {**os.environ, "VIGIL_KAFKA_TOPIC_PREFIX": topics.kafka_topic_prefix, "VIGIL_KAFKA_PARTITIONS": "3"}
+    vigil = Path(sys.executable).with_name("vigil")
+    process = subprocess.Popen(
+        [
+            *(str(vigil), "generate", "--rate", "400", "--duration", "0", "--seed", "3"),
+            *("--fraud-rate", "0.1", "--labels", str(labels_path)),
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+    )
+    time.sleep(3)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr.decode()
+    match = re.search(r"sent (\d+) transactions \((\d+) fraud", stderr.decode())
+    assert match, stderr.decode()
+    sent, fraud = int(match.group(1)), int(match.group(2))
+    raw = read_topic(topics, topics.topic(TX_RAW))
+    assert 0 < sent == len(raw) < 4096  # stopped mid-chunk, and said so truthfully
+    labels = read_labels(labels_path)
+    assert len(labels) == fraud
+    assert {label.transaction_id for label in labels} <= {orjson.loads(m.value() or b"")["transaction_id"] for m in raw}

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from core.settings import Settings
+
+if TYPE_CHECKING:
+    from vigil.generator import Label
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -286,44 +290,58 @@ def generate_command(
     )
     stream = SyntheticStream(config)
     started = time.perf_counter()
-    generated = fraud = 0
+    sent = fraud = 0
     with ExitStack() as stack:
         label_file = stack.enter_context(LabelFile(labels_path)) if labels_path is not None else None
 
-        def batches() -> Any:
-            nonlocal generated, fraud
-            for batch in stream.batches():
-                generated += len(batch.transactions)
-                fraud += len(batch.labels)
-                if label_file is not None:
-                    label_file.write(batch.labels)
-                yield batch
+        send_to: Callable[[Sequence[dict[str, Any]], Sequence[Label]], None]
+
+        def deliver(records: Sequence[dict[str, Any]], labels: Sequence[Label]) -> None:
+            # Counted (and labelled) as delivered, so a stopped stream reports what really went out.
+            nonlocal sent, fraud
+            send_to(records, labels)
+            sent += len(records)
+            fraud += len(labels)
+            if label_file is not None:
+                label_file.write(labels)
 
         if target == "file":
             assert out is not None
-            with TransactionFile(out, format_for(out, file_format)) as sink_file:
-                for batch in batches():
-                    sink_file.write(batch)
+            with TransactionFile(out, format_for(out, file_format)) as writer:
+                send_to = writer.send
+                for batch in stream.batches():
+                    deliver(batch.transactions, batch.labels)
         else:
             stop = StopFlag()
             stop.install()
-            sink: Any = (
+            sink: KafkaSink | HttpSink = (
                 KafkaSink(settings, labels_topic=labels_topic)
                 if target == "kafka"
                 else HttpSink(base_url=settings.public_url, token=token or "")
             )
+            send_to = sink.send
             try:
-                stream_paced(batches(), sink, rate=rate, should_stop=lambda: stop.is_set)
+                stream_paced(stream.batches(), _Delivering(deliver), rate=rate, should_stop=lambda: stop.is_set)
             finally:
                 sink.close()
     elapsed = time.perf_counter() - started
-    share = fraud / generated if generated else 0.0
+    share = fraud / sent if sent else 0.0
     where = str(out) if target == "file" else target
     click.echo(
-        f"generated {generated} transactions ({fraud} fraud, {share:.2%}) to {where} "
-        f"in {elapsed:.2f}s ({generated / elapsed if elapsed else 0:,.0f} tx/s)",
+        f"sent {sent} transactions ({fraud} fraud, {share:.2%}) to {where} "
+        f"in {elapsed:.2f}s ({sent / elapsed if elapsed else 0:,.0f} tx/s)",
         err=True,
     )
+
+
+class _Delivering:
+    """A sink made of a function (the command counts and labels what it delivers)."""
+
+    def __init__(self, deliver: Any) -> None:
+        self.send = deliver
+
+    def close(self) -> None:
+        return None
 
 
 run_commands = [ingest_command]

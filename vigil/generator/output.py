@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Final, Literal
@@ -88,6 +88,10 @@ class TransactionFile:
             self._csv = csv.writer(self._text, lineterminator="\n")
             self._csv.writerow(FILE_COLUMNS)
         return self
+
+    def send(self, records: Sequence[dict[str, Any]], labels: Sequence[Label]) -> None:
+        """`Sink` interface: append transactions (labels go to a `LabelFile`, never here)."""
+        self.write(GeneratedBatch(list(records), []))
 
     def write(self, batch: GeneratedBatch) -> None:
         records = batch.transactions
