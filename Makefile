@@ -34,6 +34,8 @@ down: ## Stop the local stack
 	-$(VIGIL) stack down
 
 demo: stack ## Run every service, stream synthetic transactions, serve the dashboard on :8000
+	scripts/web.sh install
+	scripts/web.sh build
 	$(VIGIL) demo
 
 lint: install ## ruff (lint + format check) and mypy

@@ -1,9 +1,15 @@
-"""Everything `vigil demo` prepares before services start: topics, schema, demo principals, rules."""
+"""Everything `vigil demo` prepares before services start: topics, schema, demo users, default rules."""
 
 from __future__ import annotations
 
+import json
 import logging
+import secrets
 
+from sqlalchemy import select
+
+from core import schema
+from core.db import make_engine
 from core.kafka import ensure_topics
 from core.migrate import upgrade
 from core.settings import Settings
@@ -11,11 +17,48 @@ from core.topics import STREAM_TOPICS
 
 log = logging.getLogger(__name__)
 
-DEMO_TENANT = "demo"
+DEMO_TENANT = "tenant-1"  # the generator's default tenant
+DEMO_USERS = {"admin": ("admin",), "analyst": ("analyst",), "viewer": ("viewer",)}
+
+
+def _credentials(settings: Settings) -> dict[str, str]:
+    """Random per-checkout demo passwords, kept in .vigil/ so repeated demos show the same ones."""
+    path = settings.state_dir / "demo-credentials.json"
+    if path.exists():
+        stored: dict[str, str] = json.loads(path.read_text())
+        return stored
+    created = {user: secrets.token_urlsafe(12) for user in DEMO_USERS}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(created))
+    path.chmod(0o600)
+    return created
 
 
 def prepare_demo(*, settings: Settings) -> dict[str, tuple[str, str]]:
     """Idempotently prepare a demo; returns role -> (user, password) to print."""
+    from api import Role, create_principal
+    from rules import load_pack, seed_pack
+
     ensure_topics(settings, STREAM_TOPICS)
     upgrade(settings.database_url)
-    return {}
+    passwords = _credentials(settings)
+    engine = make_engine(settings, pool_size=1)
+    try:
+        with engine.begin() as connection:
+            existing = set(connection.execute(select(schema.principals.c.principal_id)).scalars())
+            for user, roles in DEMO_USERS.items():
+                if user in existing:
+                    continue
+                create_principal(
+                    connection=connection,
+                    principal_id=user,
+                    kind="user",
+                    secret=passwords[user],
+                    roles=[Role(role) for role in roles],
+                    tenants=[] if "admin" in roles else [DEMO_TENANT],
+                    actor="demo",
+                )
+        seed_pack(engine=engine, drafts=load_pack())
+    finally:
+        engine.dispose()
+    return {user: (user, passwords[user]) for user in DEMO_USERS}
