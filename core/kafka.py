@@ -399,6 +399,10 @@ def read_all(settings: Settings, topic: str, *, timeout: float = 10.0, group_id:
                 partition = message.partition() or 0
                 if (message.offset() or 0) + 1 >= remaining.get(partition, 0):
                     remaining.pop(partition, None)
+            # Transactional topics end in commit markers that are never delivered: compare positions too.
+            for position in consumer.position([TopicPartition(topic, p) for p in list(remaining)]):
+                if position.offset >= remaining.get(position.partition, 0):
+                    remaining.pop(position.partition, None)
         return messages
     finally:
         consumer.close()

@@ -80,9 +80,7 @@ def db(session_engine: Engine) -> Iterator[Engine]:
 def settings(stack: Settings, database_url: str) -> Settings:
     """Settings for one test: the session database and a topic prefix of its own."""
     prefix = f"t{uuid.uuid4().hex[:10]}."
-    return stack.model_copy(
-        update={"database_url": database_url, "kafka_topic_prefix": prefix, "kafka_partitions": 3}
-    )
+    return stack.model_copy(update={"database_url": database_url, "kafka_topic_prefix": prefix, "kafka_partitions": 3})
 
 
 @pytest.fixture
