@@ -250,16 +250,7 @@ class AnomalyWriter:
             return 0
         rows = [_anomaly_row(a) for a in anomalies]
         with self._engine.begin() as connection:
-            inserted_ids: set[uuid.UUID] = set()
-            # Chunks keep each statement under PostgreSQL's 65,535 bind-parameter limit.
-            for start in range(0, len(rows), 2000):
-                statement = (
-                    insert(schema.anomalies)
-                    .values(rows[start : start + 2000])
-                    .on_conflict_do_nothing()
-                    .returning(schema.anomalies.c.anomaly_id)
-                )
-                inserted_ids.update(connection.execute(statement).scalars())
+            inserted_ids = _copy_insert(connection, rows)
             new = [a for a in anomalies if a.anomaly_id in inserted_ids]
             if new:
                 _upsert_cases(connection, new)
@@ -273,6 +264,34 @@ class AnomalyWriter:
                 )
             self._producer.flush_or_raise()
         return len(new)
+
+
+_COLUMNS: Final = tuple(column.name for column in schema.anomalies.columns)
+_JSON_COLUMNS: Final = frozenset({"reasons", "features"})
+
+
+def _copy_insert(connection: Connection, rows: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
+    """COPY rows into a session temp table, then insert the new ones; returns their ids.
+
+    COPY avoids building a giant statement per batch; ON CONFLICT DO NOTHING on the
+    deterministic id keeps replays harmless.
+    """
+    columns = ", ".join(_COLUMNS)
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cursor:
+        cursor.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS anomalies_incoming (LIKE anomalies INCLUDING DEFAULTS) "
+            "ON COMMIT DELETE ROWS"
+        )
+        with cursor.copy(f"COPY anomalies_incoming ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([orjson.dumps(row[c]).decode() if c in _JSON_COLUMNS else row[c] for c in _COLUMNS])
+        cursor.execute(
+            f"INSERT INTO anomalies ({columns}) SELECT {columns} FROM anomalies_incoming "
+            "ON CONFLICT DO NOTHING RETURNING anomaly_id"
+        )
+        return {row[0] for row in cursor.fetchall()}
 
 
 def _anomaly_row(anomaly: Anomaly) -> dict[str, Any]:
@@ -308,7 +327,7 @@ def _upsert_cases(connection: Connection, anomalies: Sequence[Anomaly]) -> None:
         )
     rows.sort(key=lambda r: (r["tenant_id"], r["transaction_id"]))  # stable lock order across replicas
     cases = schema.cases
-    statement = insert(cases).values(rows)
+    statement = insert(cases)
     excluded = statement.excluded
     statement = statement.on_conflict_do_update(
         constraint="cases_tenant_transaction_key",
@@ -325,7 +344,7 @@ def _upsert_cases(connection: Connection, anomalies: Sequence[Anomaly]) -> None:
             "updated_at": func.now(),
         },
     )
-    connection.execute(statement)
+    connection.execute(statement, rows)
 
 
 def _severity_rank(column: Any) -> Any:
