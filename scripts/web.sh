@@ -25,7 +25,9 @@ install_node_modules() {
   # A registry that serves only this platform's optional binaries (rollup, esbuild) yields a lock
   # without the other platforms' entries, which `npm ci` refuses; `npm install --no-save` then
   # installs the same locked versions without rewriting the lock.
-  (cd "$WEB" && { npm ci --loglevel=error 2>/dev/null || npm install --no-save --loglevel=error; })
+  # A half-written node_modules (an interrupted install) makes npm fail with ENOTEMPTY: wipe it and retry once.
+  (cd "$WEB" && { npm ci --loglevel=error 2>/dev/null || npm install --no-save --loglevel=error \
+    || { rm -rf node_modules && npm install --no-save --loglevel=error; }; })
   echo "$want" >"$stamp"
 }
 
