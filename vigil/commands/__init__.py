@@ -12,6 +12,8 @@ from typing import Final
 
 import click
 
+from core.settings import Settings
+
 COMMAND_MODULES: Final[tuple[str, ...]] = (
     "vigil.commands.alerting",
     "vigil.commands.api",
@@ -23,6 +25,14 @@ COMMAND_MODULES: Final[tuple[str, ...]] = (
     "vigil.commands.ml",
     "vigil.commands.rules",
 )
+
+
+def settings_of(ctx: click.Context) -> Settings:
+    """The settings the root command loaded (every command reads them from here)."""
+    settings = ctx.find_object(Settings)
+    if settings is None:
+        raise click.UsageError("settings were not loaded")
+    return settings
 
 
 def attach(*, root: click.Group, run: click.Group) -> None:

@@ -11,14 +11,7 @@ from typing import Any
 
 import click
 
-from core.settings import Settings
-
-
-def _settings(ctx: click.Context) -> Settings:
-    settings = ctx.find_object(Settings)
-    if settings is None:
-        raise click.UsageError("settings were not loaded")
-    return settings
+from vigil.commands import settings_of as _settings
 
 
 def _when(value: str | None, *, default: datetime) -> datetime:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from core.settings import Settings
+from vigil.commands import settings_of as _settings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -23,13 +24,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ROLE_NAMES = ("admin", "analyst", "viewer", "ingest")
-
-
-def _settings(ctx: click.Context) -> Settings:
-    settings = ctx.find_object(Settings)
-    if settings is None:
-        raise click.UsageError("settings were not loaded")
-    return settings
 
 
 def build_ports(settings: Settings) -> ApiPorts:

@@ -7,17 +7,11 @@ from typing import Final
 
 import click
 
-from core.settings import Settings
+from vigil.commands import settings_of as _settings
 
 # Stream services in pipeline order; the API last so its readiness means the rest is starting.
 SERVICES: Final = ("ingest", "features", "detect-statistical", "detect-rules", "detect-ml", "alerting", "api")
 JOBS: Final = {"aggregate-check": ["--every", "3600"]}
-
-
-def _settings(ctx: click.Context) -> Settings:
-    settings = ctx.find_object(Settings)
-    assert settings is not None
-    return settings
 
 
 def _available(ctx: click.Context) -> list[str]:

@@ -6,13 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import click
 
-from core.settings import Settings
-
-
-def _settings(ctx: click.Context) -> Settings:
-    settings = ctx.find_object(Settings)
-    assert settings is not None
-    return settings
+from vigil.commands import settings_of as _settings
 
 
 @click.command("detect-statistical")

@@ -6,14 +6,7 @@ from pathlib import Path
 
 import click
 
-from core.settings import Settings
-
-
-def _settings(ctx: click.Context) -> Settings:
-    settings = ctx.find_object(Settings)
-    if settings is None:
-        raise click.UsageError("settings were not loaded")
-    return settings
+from vigil.commands import settings_of as _settings
 
 
 @click.command("features")

@@ -10,17 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from core.settings import Settings
+from vigil.commands import settings_of as _settings
 
 if TYPE_CHECKING:
     from vigil.generator import Label
-
-
-def _settings(ctx: click.Context) -> Settings:
-    settings = ctx.find_object(Settings)
-    if settings is None:
-        raise click.UsageError("settings were not loaded")
-    return settings
 
 
 # --- vigil run ingest ------------------------------------------------------------------------

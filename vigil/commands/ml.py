@@ -15,17 +15,10 @@ from pathlib import Path
 
 import click
 
-from core.settings import Settings
+from vigil.commands import settings_of as _settings
 
 _KINDS = ("isolation_forest", "ecod", "copod", "hbos", "supervised")
 _DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
-
-
-def _settings(ctx: click.Context) -> Settings:
-    settings = ctx.find_object(Settings)
-    if settings is None:
-        raise click.UsageError("settings were not loaded")
-    return settings
 
 
 def _utc(value: datetime | None) -> datetime | None:

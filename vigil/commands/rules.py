@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from core.settings import Settings
+from vigil.commands import settings_of as _settings
 
 if TYPE_CHECKING:
     from api.ports import BacktestReport as ApiBacktestReport
@@ -25,13 +26,6 @@ if TYPE_CHECKING:
     from rules import BacktestReport, Catalogue, RuleDraft
 
 _DATE_FORMATS = ("%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S")
-
-
-def _settings(ctx: click.Context) -> Settings:
-    settings = ctx.find_object(Settings)
-    if settings is None:
-        raise click.UsageError("settings were not loaded")
-    return settings
 
 
 def registry_catalogue() -> Catalogue:
