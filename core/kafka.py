@@ -126,9 +126,17 @@ class DeliveringProducer:
             raise KafkaDeliveryError(f"{len(failures)} messages failed: {failures[0]}")
 
 
-def make_consumer(settings: Settings, *, group_id: str, **overrides: Any) -> Consumer:
+class GroupConsumer(Consumer):
+    """A Consumer that remembers its group id: librdkafka offers no getter, and lag is reported per group."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config)
+        self.group_id = str(config["group.id"])
+
+
+def make_consumer(settings: Settings, *, group_id: str, **overrides: Any) -> GroupConsumer:
     """A consumer for the batch loop: manual commits, cooperative rebalancing."""
-    return Consumer(client_config(settings, **{**CONSUMER_DEFAULTS, "group.id": group_id, **overrides}))
+    return GroupConsumer(client_config(settings, **{**CONSUMER_DEFAULTS, "group.id": group_id, **overrides}))
 
 
 def ensure_topics(settings: Settings, specs: Iterable[TopicSpec], *, timeout: float = 30.0) -> list[str]:
@@ -314,6 +322,8 @@ class BatchLoop:
         self._stop = stop
         self._health = health or metrics.Health()
         self._on_idle = on_idle
+        self._group = getattr(consumer, "group_id", service)
+        self._next_lag_report = 0.0
 
     def run(self) -> None:
         """Run until stopped; always commits finished work and closes the consumer."""
@@ -326,11 +336,14 @@ class BatchLoop:
                 if not messages:
                     if self._on_idle is not None:
                         self._on_idle()
+                    self._report_lag()
                     continue
                 if self._process_with_retry(messages):
                     self._commit(messages)
+                    self._report_lag()
         finally:
             self._health.set_ready(False)
+            self._report_lag(force=True)
             try:
                 self._handler.close()
             finally:
@@ -371,6 +384,31 @@ class BatchLoop:
                 count = sum(1 for m in messages if m.topic() == topic)
                 metrics.MESSAGES_CONSUMED.labels(self._service, topic or "?").inc(count)
             return True
+
+    def _report_lag(self, *, force: bool = False) -> None:
+        """Set `vigil_consumer_lag` for the partitions this member owns, at most once a second.
+
+        Uses the watermarks cached from fetch responses (no broker round trip). On
+        transactional topics the last commit marker counts as 1 per partition.
+        """
+        now = time.monotonic()
+        if now < self._next_lag_report and not force:
+            return
+        self._next_lag_report = now + 1.0
+        try:
+            positions = self._consumer.position(self._consumer.assignment())
+        except KafkaException:
+            return
+        lag_by_topic = dict.fromkeys(self._topics, 0)
+        for partition in positions:
+            _low, high = self._consumer.get_watermark_offsets(partition, cached=True)
+            if high < 0:
+                continue  # no fetch response yet: unknown, not zero
+            consumed = partition.offset if partition.offset >= 0 else 0
+            topic = partition.topic or "?"
+            lag_by_topic[topic] = lag_by_topic.get(topic, 0) + max(high - consumed, 0)
+        for topic, lag in lag_by_topic.items():
+            metrics.CONSUMER_LAG.labels(self._group, topic).set(lag)
 
     def _commit(self, messages: list[Message]) -> None:
         try:

@@ -8,6 +8,7 @@ import uuid
 import orjson
 import pytest
 from confluent_kafka import Message
+from prometheus_client import REGISTRY
 
 from core.contracts import Transaction
 from core.kafka import (
@@ -171,3 +172,34 @@ def test_uncommitted_work_is_replayed_after_a_stop(topics: Settings) -> None:
     healthy.process = process2  # type: ignore[method-assign]
     run_until(make_loop(settings, healthy, stop2, group), stop2, done)
     assert len(healthy.seen) == 5
+
+
+def test_consumer_lag_gauge_counts_what_the_group_has_not_consumed(topics: Settings) -> None:
+    settings = topics
+    produce(settings, [orjson.dumps(valid_payload(transaction_id=f"tx-{i}")) for i in range(10)])
+    stop, done = StopFlag(), threading.Event()
+    handler = CollectingHandler(settings, DeliveringProducer(settings, service="test"))
+    original = handler.process
+
+    def process(messages: list[Message]) -> None:
+        original(messages)
+        stop.set()  # one batch only: the rest stays behind as lag
+        done.set()
+
+    handler.process = process  # type: ignore[method-assign]
+    group = f"g-{uuid.uuid4().hex}"
+    loop = BatchLoop(
+        consumer=make_consumer(settings, group_id=group),
+        topics=[settings.topic(TX_RAW)],
+        handler=handler,
+        service="test",
+        batch_size=4,
+        batch_timeout=0.5,
+        stop=stop,
+    )
+    run_until(loop, stop, done)
+
+    consumed = len(handler.seen)
+    assert 1 <= consumed <= 4
+    lag = REGISTRY.get_sample_value("vigil_consumer_lag", {"group": group, "topic": settings.topic(TX_RAW)})
+    assert lag == 10 - consumed
