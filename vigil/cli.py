@@ -13,15 +13,9 @@ from typing import Any
 import click
 
 from core.errors import VigilError
-from core.settings import Settings, load_settings
+from core.settings import load_settings
 from vigil.commands import attach
-
-
-def _settings(ctx: click.Context) -> Settings:
-    settings = ctx.find_object(Settings)
-    if settings is None:
-        raise click.UsageError("settings were not loaded")
-    return settings
+from vigil.commands import settings_of as _settings
 
 
 class _VigilGroup(click.Group):
