@@ -240,6 +240,7 @@ class _AccountExtras:
 _GEO: Final = column("account_geo_velocity_kmh")
 _HOUR_TYPICAL: Final = column("account_hour_typicality")
 _ROBUST: Final = column("account_amount_history_median")
+_QUARTILES: Final = column("account_amount_history_q1")
 _NEW_MERCHANT: Final = column("account_new_merchant")
 _NEW_COUNTRY: Final = column("account_new_country")
 _NEW_DEVICE: Final = column("account_new_device")
@@ -407,6 +408,7 @@ class FeatureEngine:
             _GEO,
             _HOUR_TYPICAL,
             _ROBUST,
+            _QUARTILES,
         )
         self.processed += n
         return out

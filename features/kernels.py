@@ -190,8 +190,9 @@ def account_extras(
     geo_col: int,
     hour_col: int,
     robust_col: int,
+    quartile_col: int,
 ) -> None:
-    """Geo velocity, hour-of-day typicality and robust (median/MAD) stats of the account."""
+    """Geo velocity, hour-of-day typicality and robust (median/MAD, quartiles) stats of the account."""
     size = recent.shape[1]
     for i in range(times.shape[0]):
         s = slots[i]
@@ -225,6 +226,8 @@ def account_extras(
             out[i, robust_col + 1] = mad
             if mad > 0.0:
                 out[i, robust_col + 2] = (x - median) / (1.4826 * mad)
+            out[i, quartile_col] = _quantile_sorted(values, 0.25)
+            out[i, quartile_col + 1] = _quantile_sorted(values, 0.75)
         if apply[i]:
             if not math.isnan(lat) and (math.isnan(geo_last[s, 0]) or t >= geo_last[s, 0]):
                 geo_last[s, 0] = t
@@ -242,3 +245,23 @@ def _median_sorted(values: np.ndarray) -> float:
     if k % 2 == 1:
         return float(values[middle])
     return float((values[middle - 1] + values[middle]) / 2.0)
+
+
+@njit(cache=True)
+def _quantile_sorted(values: np.ndarray, q: float) -> float:
+    """Quantile by linear interpolation between order statistics (NumPy's default "linear" method).
+
+    The interpolation is NumPy's `_lerp` step for step, so results match `np.quantile` bit for bit.
+    """
+    k = values.shape[0]
+    position = (k - 1) * q
+    below = np.int64(math.floor(position))
+    if below >= k - 1:
+        return float(values[k - 1])
+    gamma = position - below
+    a = values[below]
+    b = values[below + 1]
+    diff = b - a
+    if gamma >= 0.5:
+        return float(b - diff * (1.0 - gamma))
+    return float(a + diff * gamma)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-FEATURE_SET_VERSION: Final = 1
+FEATURE_SET_VERSION: Final = 2  # 2: account_amount_history_q1/q3
 
 ENTITY_KINDS: Final[tuple[str, ...]] = ("account", "card", "merchant", "device", "ip")
 
@@ -164,6 +164,18 @@ _SPECS += [
         "account_amount_robust_zscore",
         "sigma",
         "(amount - recent median) / (1.4826 * MAD); None when MAD is 0 or there is no history.",
+        "account",
+    ),
+    FeatureSpec(
+        "account_amount_history_q1",
+        "currency",
+        f"Lower quartile of the account's last {RECENT_AMOUNTS} amounts before this one (exact, linear interpolation).",
+        "account",
+    ),
+    FeatureSpec(
+        "account_amount_history_q3",
+        "currency",
+        f"Upper quartile of the account's last {RECENT_AMOUNTS} amounts before this one (exact, linear interpolation).",
         "account",
     ),
 ]

@@ -48,6 +48,14 @@ def _median(values: list[float]) -> float:
     return float(statistics.median(values))
 
 
+def _quartiles(values: list[float]) -> tuple[float, float]:
+    """Lower and upper quartile, linear interpolation between order statistics (Hyndman-Fan type 7)."""
+    if len(values) == 1:
+        return values[0], values[0]
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q3
+
+
 def reference_features(events: list[Event]) -> list[dict[str, float | None]]:
     """Features of each event given every earlier one (events in release order)."""
     rows = []
@@ -131,9 +139,12 @@ def reference_features(events: list[Event]) -> list[dict[str, float | None]]:
             row["account_amount_history_median"] = median
             row["account_amount_history_mad"] = mad
             row["account_amount_robust_zscore"] = (event.amount - median) / (1.4826 * mad) if mad > 0 else None
+            row["account_amount_history_q1"], row["account_amount_history_q3"] = _quartiles(recent)
         else:
             row["account_amount_history_median"] = None
             row["account_amount_history_mad"] = None
             row["account_amount_robust_zscore"] = None
+            row["account_amount_history_q1"] = None
+            row["account_amount_history_q3"] = None
         rows.append(row)
     return rows

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from features.engine import Batch, FeatureEngine
-from features.registry import FEATURE_NAMES, FEATURES
+from features.registry import FEATURE_NAMES, FEATURES, RECENT_AMOUNTS
 from tests.features.reference import Event, reference_features
 
 _GAPS = [
@@ -172,3 +172,18 @@ def test_registry_is_complete_and_described() -> None:
     for spec in FEATURES.values():
         assert spec.unit and spec.description and spec.entity
         assert "\n" not in spec.description
+
+
+def test_quartiles_match_numpy_over_the_recent_amounts() -> None:
+    amounts = [12.5, 3.0, 7.25, 100.0, 3.0, 55.5, 0.01, 19.99, 42.0] + [float(v) for v in range(40)]
+    events = [
+        Event(1_767_225_600.0 + 60 * i, "a1", None, "m1", None, None, "DE", amount) for i, amount in enumerate(amounts)
+    ]
+    rows = FeatureEngine().compute(_batch(events))
+    q1, q3 = FEATURE_NAMES.index("account_amount_history_q1"), FEATURE_NAMES.index("account_amount_history_q3")
+    assert math.isnan(rows[0, q1]) and math.isnan(rows[0, q3])
+    for index in range(1, len(amounts)):
+        recent = np.array(amounts[:index][-RECENT_AMOUNTS:])
+        # Bit for bit: the IQR detector and tests build the same numbers with np.quantile.
+        assert rows[index, q1] == np.quantile(recent, 0.25), index
+        assert rows[index, q3] == np.quantile(recent, 0.75), index
