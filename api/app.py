@@ -197,10 +197,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        warm = getattr(context.ports.model_registry, "warm", None)
-        if callable(warm):
-            # Before serving: importing MLflow holds the GIL for seconds, which would stall requests.
-            await run_in_threadpool(warm)
+        for port in (context.ports.model_registry, context.ports.scorer):
+            warm = getattr(port, "warm", None)
+            if callable(warm):
+                # Before serving: importing MLflow (or compiling kernels) holds the GIL for seconds,
+                # which would stall requests.
+                await run_in_threadpool(warm)
         if freeze_gc:
             # Start-up imports (MLflow, pandas, numpy) leave millions of long-lived objects; freezing them
             # keeps the collector from rescanning them, which otherwise shows up as 100+ ms request stalls.
@@ -210,6 +212,9 @@ def create_app(
             yield
         finally:
             context.producers.close()
+            close = getattr(context.ports.scorer, "close", None)
+            if callable(close):
+                close()
             if engine is None:
                 context.engine.dispose()
 

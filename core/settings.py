@@ -162,6 +162,32 @@ class Settings(BaseSettings):
     ml_breaker_max_backoff_seconds: float = Field(
         30.0, gt=0, le=3600, description="Longest wait between probes of a failing registry (exponential backoff)."
     )
+    score_history_rows: int = Field(
+        500,
+        ge=1,
+        le=100_000,
+        description="POST /v1/score: newest stored transactions read per entity (account, card, merchant, ...).",
+    )
+    refresh_ttl_seconds: int = Field(
+        8 * 3_600, ge=300, le=90 * 86_400, description="Lifetime of a dashboard refresh-token family (seconds)."
+    )
+    refresh_cookie_secure: bool = Field(
+        True, description="Mark the refresh cookie Secure (turn off only for local plain-http development)."
+    )
+    status_ops_targets: dict[str, str] = Field(
+        default_factory=lambda: {
+            "ingest": "http://127.0.0.1:9101",
+            "features": "http://127.0.0.1:9102",
+            "detect-statistical": "http://127.0.0.1:9103",
+            "detect-rules": "http://127.0.0.1:9104",
+            "detect-ml": "http://127.0.0.1:9105",
+            "alerting": "http://127.0.0.1:9106",
+        },
+        description="GET /v1/system/status: service name -> base URL of its ops server (/readyz), as JSON.",
+    )
+    status_probe_timeout_seconds: float = Field(
+        0.5, gt=0, le=10, description="Timeout of each /readyz probe made by GET /v1/system/status."
+    )
 
     @field_validator("kafka_bootstrap")
     @classmethod

@@ -37,11 +37,17 @@ def build_ports(settings: Settings) -> ApiPorts:
         rule_engine = RulesPort(settings=settings)
     except ImportError as exc:
         log.warning("rules port not wired", extra={"error": str(exc)})
+    scorer: Any = None
+    try:
+        from vigil.scoring import build_scorer
+
+        scorer = build_scorer(settings)
+    except ImportError as exc:
+        log.warning("scorer not wired", extra={"error": str(exc)})
     ports = ApiPorts(
         rule_engine=rule_engine,
         model_registry=MlflowModelRegistry(settings.mlflow_tracking_uri),
-        # No synchronous scorer exists yet (detectors score the stream only): POST /v1/score answers 503.
-        scorer=None,
+        scorer=scorer,
     )
     unwired = [name for name in ("rule_engine", "model_registry", "scorer") if getattr(ports, name) is None]
     if unwired:

@@ -1,0 +1,269 @@
+"""`POST /v1/score` with the real synchronous scorer (vigil.scoring) on the session database and MLflow."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import Engine, insert
+from starlette.testclient import TestClient
+
+from api import ApiPorts, create_app
+from core.contracts import Transaction
+from core.schema import transactions
+from core.settings import Settings
+from features.engine import Batch, FeatureEngine
+from rules import create_rule
+from tests.api.conftest import BASE_TIME, TENANT_A, TENANT_B, TokenFactory, bearer, transaction_row
+from vigil.commands.rules import registry_catalogue
+from vigil.scoring import HistoryReader, SyncScorer, build_scorer, small_engine
+
+pytestmark = pytest.mark.integration
+
+SCORED_AT = BASE_TIME + timedelta(days=1)
+
+
+def _body(tenant_id: str, amount: str, **overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "transaction_id": f"tx-now-{uuid.uuid4().hex[:8]}",
+        "tenant_id": tenant_id,
+        "occurred_at": SCORED_AT.isoformat(),
+        "account_id": "acc-shared",
+        "card_id": "card-shared",
+        "merchant_id": "m-shared",
+        "merchant_category": "5411",
+        "amount": amount,
+        "currency": "EUR",
+        "channel": "ecommerce",
+        "country": "DE",
+        "device_id": "dev-shared",
+        "ip": "10.0.0.1",
+    }
+    body.update(overrides)
+    return body
+
+
+def _history(
+    db: Engine, tenant_id: str, *, amounts: list[float], newest: timedelta = timedelta(hours=1), **overrides: Any
+) -> None:
+    """Past payments of the shared entities, one every 30 minutes up to `newest` before SCORED_AT."""
+    rows = [
+        transaction_row(
+            tenant_id,
+            f"hist-{tenant_id}-{i}",
+            occurred_at=SCORED_AT - newest - timedelta(minutes=30 * i),
+            account_id="acc-shared",
+            card_id="card-shared",
+            merchant_id="m-shared",
+            device_id="dev-shared",
+            amount=Decimal(f"{amount:.2f}"),
+            **overrides,
+        )
+        for i, amount in enumerate(amounts)
+    ]
+    with db.begin() as connection:
+        connection.execute(insert(transactions), rows)
+
+
+def _usual(n: int = 30, seed: int = 1) -> list[float]:
+    rng = random.Random(seed)
+    return [round(rng.uniform(35.0, 50.0), 2) for _ in range(n)]
+
+
+@pytest.fixture
+def scorer(api_settings: Settings, db: Engine) -> Iterator[SyncScorer]:
+    del db  # the session database must be migrated and clean first
+    built = build_scorer(api_settings, with_models=False)
+    built.warm()
+    yield built
+    built.close()
+
+
+@pytest.fixture
+def scoring_client(api_settings: Settings, db: Engine, scorer: SyncScorer) -> Iterator[TestClient]:
+    app = create_app(api_settings, ports=ApiPorts(scorer=scorer), engine=db)
+    with TestClient(app) as client:
+        yield client
+
+
+def _verdict(result: dict[str, Any], name: str) -> dict[str, Any]:
+    found = [d for d in result["detectors"] if d["detector_name"] == name]
+    assert found, f"no verdict of {name} in {[d['detector_name'] for d in result['detectors']]}"
+    verdict: dict[str, Any] = found[0]
+    return verdict
+
+
+def test_an_amount_far_above_the_accounts_history_declines_with_a_readable_reason(
+    db: Engine, scoring_client: TestClient, token_for: TokenFactory
+) -> None:
+    _history(db, TENANT_A, amounts=_usual())
+    token = token_for("ingest", kind="client")
+    response = scoring_client.post("/v1/score", json=_body(TENANT_A, "4999.00"), headers=bearer(token))
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["score"] >= 80 and result["decision"] == "decline"
+    zscore = _verdict(result, "account_amount_zscore")
+    assert zscore["detector_family"] == "statistical" and zscore["severity"] == "critical"
+    text = result["reasons"][0]["text"]
+    assert "4999.00 EUR" in text and "above" in text and "30 past payments of this account" in text
+    assert result["degraded"] == []
+
+    usual = scoring_client.post("/v1/score", json=_body(TENANT_A, "44.00"), headers=bearer(token)).json()
+    assert usual["decision"] == "approve" and usual["score"] < 50
+    assert _verdict(usual, "account_amount_zscore")["score"] is not None and usual["reasons"] == []
+
+
+def test_without_history_the_statistical_detectors_do_not_judge(
+    scoring_client: TestClient, token_for: TokenFactory
+) -> None:
+    response = scoring_client.post(
+        "/v1/score", json=_body(TENANT_A, "4999.00"), headers=bearer(token_for("ingest", kind="client"))
+    )
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert _verdict(result, "account_amount_zscore")["score"] is None
+    assert result["score"] == 0 and result["decision"] == "approve"
+
+
+def test_a_matching_rule_of_the_tenant_appears_in_the_verdicts_and_other_tenants_rules_do_not(
+    db: Engine, scoring_client: TestClient, token_for: TokenFactory, scorer: SyncScorer
+) -> None:
+    catalogue = registry_catalogue()
+    create_rule(
+        engine=db,
+        rule_id="card-burst",
+        name="Card burst",
+        expression="card_count_1h >= 3 and amount >= 100",
+        author="test",
+        severity="critical",
+        tenant_id=TENANT_A,
+        catalogue=catalogue,
+    )
+    create_rule(
+        engine=db,
+        rule_id="b-only",
+        name="Tenant B only",
+        expression="amount > 0",
+        author="test",
+        tenant_id=TENANT_B,
+        catalogue=catalogue,
+    )
+    # Two payments of the card within the last hour (the third is the scored one).
+    _history(db, TENANT_A, amounts=[20.0, 20.0], newest=timedelta(minutes=10))
+    scorer.warm()  # the rules were created after the scorer loaded them: reload now, not in 2 s
+    response = scoring_client.post(
+        "/v1/score", json=_body(TENANT_A, "150.00"), headers=bearer(token_for("ingest", kind="client"))
+    )
+    assert response.status_code == 200, response.text
+    result = response.json()
+    rule = _verdict(result, "rule:card-burst")
+    assert rule["detector_family"] == "rules" and rule["score"] == 100 and rule["severity"] == "critical"
+    assert "card_count_1h = 3" in rule["reasons"][0]["text"]
+    assert result["decision"] == "decline"
+    assert not [d for d in result["detectors"] if d["detector_name"] == "rule:b-only"]
+
+
+def test_an_unavailable_model_is_listed_as_degraded_and_the_answer_is_still_200(
+    api_settings: Settings, db: Engine, token_for: TokenFactory
+) -> None:
+    missing = f"vigil-missing-{uuid.uuid4().hex[:8]}"
+    settings = api_settings.model_copy(update={"ml_model_names": [missing]})
+    scorer = build_scorer(settings)
+    app = create_app(settings, ports=ApiPorts(scorer=scorer), engine=db)
+    try:
+        with TestClient(app) as client:
+            response = client.post(
+                "/v1/score", json=_body(TENANT_A, "10.00"), headers=bearer(token_for("ingest", kind="client"))
+            )
+    finally:
+        scorer.close()
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["degraded"] == [missing]
+    model = _verdict(result, missing)
+    assert model["detector_family"] == "ml" and model["score"] is None
+
+
+def test_tenant_scoping_a_token_of_tenant_a_cannot_score_for_b_and_bs_history_never_serves_a(
+    db: Engine, scoring_client: TestClient, token_for: TokenFactory
+) -> None:
+    # Same entity ids in both tenants: A pays ~40, B pays ~5000.
+    _history(db, TENANT_A, amounts=_usual(seed=2))
+    _history(db, TENANT_B, amounts=[round(x * 120, 2) for x in _usual(seed=3)])
+    token_a = token_for("ingest", (TENANT_A,), kind="client")
+    token_b = token_for("ingest", (TENANT_B,), kind="client")
+
+    forbidden = scoring_client.post("/v1/score", json=_body(TENANT_B, "4999.00"), headers=bearer(token_a))
+    assert forbidden.status_code == 403, forbidden.text
+    assert "score" not in forbidden.json() and "past payments" not in forbidden.text
+
+    for_a = scoring_client.post("/v1/score", json=_body(TENANT_A, "4999.00"), headers=bearer(token_a)).json()
+    for_b = scoring_client.post("/v1/score", json=_body(TENANT_B, "4999.00"), headers=bearer(token_b)).json()
+    assert for_a["decision"] == "decline" and "30 past payments" in for_a["reasons"][0]["text"]
+    # For B, 4999 is an ordinary amount: only B's own history was used.
+    assert for_b["decision"] == "approve", for_b
+    baseline_b = _verdict(for_b, "account_amount_zscore")
+    assert baseline_b["score"] is not None and baseline_b["score"] < 50
+
+
+def test_history_is_the_tenants_rows_before_the_transaction_within_the_window_newest_first(
+    api_settings: Settings, db: Engine
+) -> None:
+    _history(db, TENANT_A, amounts=[10.0] * 5)
+    with db.begin() as connection:
+        connection.execute(
+            insert(transactions),
+            [
+                transaction_row(
+                    TENANT_A, "later", occurred_at=SCORED_AT + timedelta(seconds=1), account_id="acc-shared"
+                ),
+                transaction_row(TENANT_A, "same-instant-after", occurred_at=SCORED_AT, account_id="acc-shared"),
+                transaction_row(TENANT_A, "a-same-instant-before", occurred_at=SCORED_AT, account_id="acc-shared"),
+                transaction_row(
+                    TENANT_A, "too-old", occurred_at=SCORED_AT - timedelta(days=31), account_id="acc-shared"
+                ),
+                transaction_row(TENANT_B, "other-tenant", occurred_at=SCORED_AT, account_id="acc-shared"),
+            ],
+        )
+    from core.db import make_engine
+
+    engine = make_engine(api_settings, pool_size=1)
+    try:
+        transaction = Transaction.model_validate(_body(TENANT_A, "1.00", transaction_id="m-tx"))
+        ids = [row.transaction_id for row in HistoryReader(engine=engine, rows_per_entity=100).read(transaction)]
+        assert ids == [f"hist-{TENANT_A}-{i}" for i in range(4, -1, -1)] + ["a-same-instant-before"]
+        bounded = HistoryReader(engine=engine, rows_per_entity=2).read(transaction)
+        # Two newest per entity: the account's are (hist-0, a-same-instant-before), the card's (hist-1, hist-0).
+        assert [row.transaction_id for row in bounded] == [
+            f"hist-{TENANT_A}-1",
+            f"hist-{TENANT_A}-0",
+            "a-same-instant-before",
+        ]
+    finally:
+        engine.dispose()
+
+
+def test_the_small_engine_computes_exactly_what_the_default_engine_computes() -> None:
+    rng = random.Random(7)
+    batch = Batch.empty()
+    for i in range(400):
+        located = rng.random() < 0.5
+        batch.append(
+            time=1.7e9 + i * rng.uniform(1, 900),
+            account=f"a{rng.randrange(40)}",
+            card=f"c{rng.randrange(60)}" if rng.random() < 0.9 else None,
+            merchant=f"m{rng.randrange(30)}",
+            device=f"d{rng.randrange(50)}" if rng.random() < 0.7 else None,
+            ip=f"10.0.0.{rng.randrange(50)}" if rng.random() < 0.7 else None,
+            country=rng.choice(["DE", "FR", "US"]),
+            amount=round(rng.uniform(1, 500), 2),
+            lat=rng.uniform(-60, 60) if located else None,
+            lon=rng.uniform(-120, 120) if located else None,
+        )
+    assert np.array_equal(small_engine().compute(batch), FeatureEngine().compute(batch), equal_nan=True)

@@ -1,0 +1,371 @@
+"""Synchronous scoring for `POST /v1/score`: the composition root's `api.ports.Scorer`.
+
+One transaction is scored now, without waiting for the stream (docs/adr/0010):
+
+1. history: the tenant's recent transactions of the same account, card, merchant, device
+   and IP are read from the `transactions` table (one indexed query per entity, newest
+   first, at most `score_history_rows` each, no older than the longest feature window);
+2. features: that history and then the transaction go through the stream's own
+   `FeatureEngine` (same kernels, same order by event time and id);
+3. detectors: the statistical detectors, the tenant's enabled rules (hot-reloaded like
+   `detect-rules`) and the ML champions (followed in the background like `detect-ml`)
+   judge the one feature vector.
+
+Nothing is written. Detectors that cannot judge normally (no model loaded, registry
+down, rules unreadable) are listed in `degraded`; the request still answers.
+Detector objects memoise per batch, so each call gets its own (they are cheap);
+only the loaded models, the rule set and the configuration are shared.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from core.contracts import FeatureVector, Transaction
+from core.detection import Detector, FeatureBatch, Thresholds
+from core.errors import VigilError
+from core.settings import Settings
+
+if TYPE_CHECKING:
+    from api.ports import DetectorVerdict, ScoreOutcome
+    from detectors.ml import ServedModels
+    from features.engine import FeatureEngine
+    from rules import RuleEngine
+
+log = logging.getLogger(__name__)
+
+# The stream's detection services decide with the default bands (warning 50, critical 80).
+STREAM_THRESHOLDS: Final = Thresholds()
+# Initial slots per entity kind: a scored transaction touches five entities plus their partners;
+# the engine grows on demand. The default engine reserves 1024 slots per kind (~11 ms to allocate).
+_ENGINE_CAPACITY: Final = 16
+_ENTITY_COLUMNS: Final = ("account_id", "card_id", "merchant_id", "device_id", "ip")
+_HISTORY_COLUMNS: Final = (
+    "transaction_id, occurred_at, account_id, card_id, merchant_id, device_id, ip, country, amount, lat, lon"
+)
+
+
+class ScoringError(VigilError):
+    """The transaction could not be scored (history unreadable)."""
+
+
+def small_engine(capacity: int = _ENGINE_CAPACITY) -> FeatureEngine:
+    """A `FeatureEngine` with room for `capacity` entities per kind (grows like any other).
+
+    Same state layout as `FeatureEngine()`; only the initial allocation differs, which is
+    what a one-transaction scorer pays for on every call. tests/api/test_scoring.py checks
+    that its output equals the default engine's.
+    """
+    from features.engine import FeatureEngine, _AccountExtras, _Kind
+    from features.registry import ENTITY_KINDS
+
+    engine = FeatureEngine.__new__(FeatureEngine)
+    engine.kinds = {kind: _Kind(capacity, distinct=kind in ("account", "device", "ip")) for kind in ENTITY_KINDS}
+    engine.extras = _AccountExtras()
+    engine.extras.resize(capacity)
+    engine.countries = {}
+    engine.pairs = {"merchant": {}, "country": {}, "device": {}, "ip": {}}
+    engine.processed = 0
+    return engine
+
+
+def lookback() -> timedelta:
+    """The longest feature window: older history cannot change any windowed feature."""
+    from features.registry import WINDOWS
+
+    return timedelta(seconds=max(window[1] for window in WINDOWS))
+
+
+def _history_sql(entities: Sequence[str]) -> Any:
+    parts = [
+        f"(SELECT {_HISTORY_COLUMNS} FROM transactions WHERE tenant_id = :tenant AND {column} = :{column} "
+        f"AND occurred_at > :since AND (occurred_at < :at OR (occurred_at = :at AND transaction_id < :tx)) "
+        f"ORDER BY occurred_at DESC LIMIT :rows)"
+        for column in entities
+    ]
+    # Release order is (event time, id), so a same-instant row with a smaller id came first.
+    # UNION (not ALL): a row reached through several entities is fed to the engine once.
+    return text(" UNION ".join(parts))
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRow:
+    transaction_id: str
+    time: float
+    account_id: str
+    card_id: str | None
+    merchant_id: str
+    device_id: str | None
+    ip: str | None
+    country: str
+    amount: float
+    lat: float | None
+    lon: float | None
+
+
+class HistoryReader:
+    """Recent transactions of one tenant's entities, bounded in time and rows per entity."""
+
+    def __init__(self, *, engine: Engine, rows_per_entity: int, window: timedelta | None = None) -> None:
+        self._engine = engine
+        self._rows = rows_per_entity
+        self._window = window or lookback()
+        self._statements: dict[tuple[str, ...], Any] = {}
+
+    def read(self, transaction: Transaction) -> list[HistoryRow]:
+        """Rows before `transaction` in the stream's release order (event time, then id)."""
+        from features.engine import epoch_seconds
+
+        keys = {
+            "account_id": transaction.account_id,
+            "card_id": transaction.card_id,
+            "merchant_id": transaction.merchant_id,
+            "device_id": transaction.device_id,
+            "ip": None if transaction.ip is None else str(transaction.ip),
+        }
+        entities = tuple(column for column in _ENTITY_COLUMNS if keys[column] is not None)
+        statement = self._statements.get(entities)
+        if statement is None:
+            statement = self._statements[entities] = _history_sql(entities)
+        at = transaction.occurred_at
+        params: dict[str, Any] = {
+            "tenant": transaction.tenant_id,
+            "since": at - self._window,
+            "at": at,
+            "tx": transaction.transaction_id,
+            "rows": self._rows,
+            **{column: keys[column] for column in entities},
+        }
+        try:
+            with self._engine.connect() as connection:
+                fetched = connection.execute(statement, params).all()
+        except SQLAlchemyError as exc:
+            raise ScoringError(f"history could not be read: {type(exc).__name__}") from exc
+        rows = []
+        for r in fetched:
+            located = r.lat is not None and r.lon is not None and math.isfinite(r.lat) and math.isfinite(r.lon)
+            rows.append(
+                HistoryRow(
+                    transaction_id=r.transaction_id,
+                    time=epoch_seconds(r.occurred_at),
+                    account_id=r.account_id,
+                    card_id=r.card_id or None,
+                    merchant_id=r.merchant_id,
+                    device_id=r.device_id or None,
+                    ip=r.ip or None,
+                    country=r.country.upper(),
+                    amount=float(r.amount),
+                    lat=r.lat if located else None,
+                    lon=r.lon if located else None,
+                )
+            )
+        rows.sort(key=lambda row: (row.time, row.transaction_id))
+        return rows
+
+
+def feature_vector(transaction: Transaction, history: Sequence[HistoryRow]) -> FeatureVector:
+    """The transaction's features after `history`, computed by the stream's engine."""
+    from features.codec import features_dict
+    from features.engine import Batch, epoch_seconds
+    from features.registry import FEATURE_SET_VERSION
+
+    batch = Batch.empty()
+    for row in history:
+        batch.append(
+            time=row.time,
+            account=row.account_id,
+            card=row.card_id,
+            merchant=row.merchant_id,
+            device=row.device_id,
+            ip=row.ip,
+            country=row.country,
+            amount=row.amount,
+            lat=row.lat,
+            lon=row.lon,
+        )
+    located = transaction.lat is not None and transaction.lon is not None
+    batch.append(
+        time=epoch_seconds(transaction.occurred_at),
+        account=transaction.account_id,
+        card=transaction.card_id or None,
+        merchant=transaction.merchant_id,
+        device=transaction.device_id or None,
+        ip=None if transaction.ip is None else str(transaction.ip),
+        country=transaction.country.upper(),
+        amount=float(transaction.amount),
+        lat=transaction.lat if located else None,
+        lon=transaction.lon if located else None,
+    )
+    rows = small_engine().compute(batch)
+    return FeatureVector.model_construct(
+        transaction=transaction, features=features_dict(rows[-1]), feature_set_version=FEATURE_SET_VERSION, late=False
+    )
+
+
+def judge(detector: Detector, batch: FeatureBatch, thresholds: Thresholds = STREAM_THRESHOLDS) -> DetectorVerdict:
+    """One detector's verdict on row 0: score (None = not judged), and reasons where the stream would flag."""
+    from api.ports import DetectorVerdict
+
+    scores = detector.score(batch)
+    value = float(scores.normalised[0])
+    if math.isnan(value):
+        return DetectorVerdict(family=detector.family.value, name=detector.name, version=detector.version, score=None)
+    decided = thresholds.decide(scores)
+    severity = decided[0][1].value if decided else None
+    return DetectorVerdict(
+        family=detector.family.value,
+        name=detector.name,
+        version=detector.version,
+        score=round(float(np.clip(value, 0.0, 100.0)), 2),
+        severity=severity,
+        reasons=detector.explain(batch, 0) if decided else [],
+    )
+
+
+class SyncScorer:
+    """`api.ports.Scorer`: features from stored history, then every detector family on one vector."""
+
+    def __init__(
+        self,
+        *,
+        history: HistoryReader,
+        statistical: Callable[[], Sequence[Detector]],
+        rules: RuleEngine | None,
+        models: ServedModels | None,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self._history = history
+        self._statistical = statistical
+        self._rules = rules
+        self._models = models
+        self._on_close = on_close
+        self._started = threading.Event()
+
+    def warm(self) -> None:
+        """Before serving: load the feature kernels, start following the model registry and load the rules.
+
+        Never blocks on MLflow: until a model has loaded, its verdict is listed in `degraded`.
+        """
+        from features.engine import Batch
+
+        warmup = Batch.empty()
+        warmup.append(
+            time=0.0,
+            account="a",
+            card="c",
+            merchant="m",
+            device="d",
+            ip="i",
+            country="DE",
+            amount=1.0,
+            lat=0.0,
+            lon=0.0,
+        )
+        small_engine().compute(warmup)  # numba loads (or compiles) the kernels on first use
+        if self._models is not None and not self._started.is_set():
+            self._started.set()
+            self._models.start(wait_seconds=0.0)
+        if self._rules is not None:
+            try:
+                self._rules.refresh()
+            except SQLAlchemyError as exc:
+                log.warning("rules not loaded at start; scoring retries", extra={"error": str(exc)})
+
+    def score(self, transaction: Transaction) -> ScoreOutcome:
+        from api.ports import ScoreOutcome
+
+        vector = feature_vector(transaction, self._history.read(transaction))
+        batch = FeatureBatch([vector])
+        verdicts = [judge(detector, batch) for detector in self._statistical()]
+        degraded: list[str] = []
+        verdicts += self._rule_verdicts(batch, degraded)
+        verdicts += self._model_verdicts(batch, degraded)
+        scored = [v.score for v in verdicts if v.score is not None]
+        # The stream's decision for a transaction is its highest anomaly score; the same here.
+        return ScoreOutcome(score=max(scored, default=0.0), verdicts=verdicts, degraded=degraded)
+
+    def _rule_verdicts(self, batch: FeatureBatch, degraded: list[str]) -> list[DetectorVerdict]:
+        if self._rules is None:
+            degraded.append("rules")
+            return []
+        from rules import detectors_for
+
+        try:
+            ruleset = self._rules.current()
+        except SQLAlchemyError as exc:
+            log.warning("rules unavailable for scoring", extra={"error": str(exc)})
+            degraded.append("rules")
+            return []
+        # Only matching rules are listed: other tenants' rules must not show up in a verdict.
+        verdicts = [judge(detector, batch) for detector in detectors_for(ruleset)]
+        return [v for v in verdicts if v.score is not None]
+
+    def _model_verdicts(self, batch: FeatureBatch, degraded: list[str]) -> list[DetectorVerdict]:
+        from api.ports import DetectorVerdict
+        from detectors.ml import MLDetector
+
+        if self._models is None:
+            return []
+        verdicts = []
+        for watcher in self._models.watchers:
+            served = watcher.detector
+            if served is None:
+                degraded.append(watcher.name)
+                verdicts.append(DetectorVerdict(family="ml", name=watcher.name, version="unavailable", score=None))
+                continue
+            # A fresh wrapper per call (its memo is per batch); health is the shared one.
+            detector = MLDetector(
+                model=served.model,
+                model_name=served.model_name,
+                model_version=served.model_version,
+                health=served.health,
+            )
+            verdict = judge(detector, batch)
+            if watcher.degraded or verdict.score is None:
+                degraded.append(watcher.name)
+            verdicts.append(verdict)
+        return verdicts
+
+    def close(self) -> None:
+        if self._models is not None and self._started.is_set():
+            self._models.stop()
+        if self._on_close is not None:
+            self._on_close()
+
+
+def build_scorer(settings: Settings, *, with_models: bool = True) -> SyncScorer:
+    """The scorer `vigil run api` wires: its own small connection pool, rules and model watchers."""
+    from core.db import make_engine
+    from detectors import load_statistical_config, statistical_detectors
+    from rules import RuleEngine
+    from vigil.commands.rules import registry_catalogue
+
+    engine = make_engine(settings, pool_size=settings.database_pool_size)
+    config = load_statistical_config(settings.statistical_config_file)
+
+    def statistical() -> Sequence[Detector]:
+        return statistical_detectors(settings=settings, config=config)
+
+    models = None
+    if with_models and settings.ml_model_names:
+        from detectors.ml import ModelRegistry, fail_fast_http, served_models
+
+        fail_fast_http()
+        models = served_models(settings=settings, source=ModelRegistry(settings.mlflow_tracking_uri))
+    return SyncScorer(
+        history=HistoryReader(engine=engine, rows_per_entity=settings.score_history_rows),
+        statistical=statistical,
+        rules=RuleEngine(engine=engine, catalogue=registry_catalogue()),
+        models=models,
+        on_close=engine.dispose,
+    )
