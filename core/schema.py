@@ -292,3 +292,18 @@ feature_snapshots: Final = Table(
     Column("state", LargeBinary, nullable=False),  # engine + sequencer, exact
     _tstz("created_at", default_now=True),
 )
+
+# --- dashboard sessions (owned by api/) -----------------------------------------------------------
+
+refresh_tokens: Final = Table(
+    "refresh_tokens",
+    metadata,
+    # SHA-256 of the opaque token: the database never holds a usable refresh token.
+    Column("token_hash", String(64), primary_key=True),
+    Column("family_id", UUID(as_uuid=True), nullable=False),  # one login; rotation keeps the family
+    Column("principal_id", String(128), nullable=False),
+    _tstz("issued_at", default_now=True),
+    _tstz("expires_at"),
+    _tstz("used_at", nullable=True),  # rotated: presenting it again is reuse
+    _tstz("revoked_at", nullable=True),  # logout or detected reuse (the whole family)
+)
