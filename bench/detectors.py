@@ -1,20 +1,35 @@
 """Statistical detector throughput and anomaly-writer rows/s on this machine.
 
-Run: .venv/bin/python -m bench.detectors   (needs `vigil stack up`)
+Run: .venv/bin/python -m bench.detectors [--rows 100000] [--batch 5000]   (needs `vigil stack up`)
+
+Writer figures, each over `--rows` new anomalies in batches of `--batch`, into a
+scratch database migrated to head (all of `anomalies`' indexes in place):
+  - rows/s wall clock, and rows per CPU-second of this process plus the PostgreSQL
+    backend that served it (read from /proc, so the load of other work on the
+    machine does not count against the writer);
+  - the streaming path (`write_detections`, COPY rows built from detector columns)
+    with the bench's 8-feature snapshots and with full 141-feature snapshots, the
+    path for already built `Anomaly` models (`write`), and a replay of stored rows.
+The load average is printed with every figure: on a shared 2-core machine it matters.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import time
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
-import numpy as np
+from sqlalchemy import Engine, text
 
 from bench._common import report, scratch_database
-from core.contracts import Anomaly
+from core.contracts import FeatureVector
 from core.db import make_engine
-from core.detection import AnomalyWriter, FeatureBatch, Thresholds, detect
+from core.detection import AnomalyWriter, Detections, FeatureBatch, Thresholds, detect, detect_batch
 from core.kafka import DeliveringProducer, ensure_topics
+from core.settings import Settings
 from core.topics import STREAM_TOPICS
 from detectors import statistical_detectors
 from tests.detectors.factories import labelled_batch
@@ -26,58 +41,132 @@ def bench_statistical(batch_size: int = 5000, rounds: int = 20) -> None:
     vectors, _ = labelled_batch(seed=1, size=batch_size)
     detectors = statistical_detectors(settings=load_settings())
     detect(detectors=detectors, batch=FeatureBatch(vectors), thresholds=Thresholds())  # warm up
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for _ in range(rounds):
-        detect(detectors=detectors, batch=FeatureBatch(vectors), thresholds=Thresholds())
-    elapsed = time.perf_counter() - started
+        detect_batch(detectors=detectors, batch=FeatureBatch(vectors), thresholds=Thresholds())
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     report(f"statistical detectors ({len(detectors)}), batch {batch_size}", rounds * batch_size / elapsed, "tx/s")
+    report(f"  per CPU-second ({_load()})", rounds * batch_size / cpu, "tx/cpu-s")
+
+
+def _load() -> str:
+    return f"load {os.getloadavg()[0]:.1f}"
+
+
+def _backend_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of one PostgreSQL backend, from /proc (same machine)."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class _Measured:
+    rows: int
+    inserted: int
+    wall: float
+    client_cpu: float
+    server_cpu: float
+
+
+@contextmanager
+def _measure(pid: int) -> Iterator[_Measured]:
+    measured = _Measured(0, 0, 0.0, 0.0, 0.0)
+    wall, cpu, server = time.perf_counter(), time.process_time(), _backend_cpu(pid)
+    yield measured
+    measured.wall = time.perf_counter() - wall
+    measured.client_cpu = time.process_time() - cpu
+    measured.server_cpu = _backend_cpu(pid) - server
+
+
+def _print(name: str, m: _Measured) -> None:
+    report(f"{name} ({m.inserted:,} new)", m.rows / m.wall, "rows/s", ">= 50,000")
+    report(
+        f"  per CPU-s (client {m.client_cpu:.2f} s + server {m.server_cpu:.2f} s, {_load()})",
+        m.rows / (m.client_cpu + m.server_cpu),
+        "rows/cpu-s",
+    )
+
+
+def _batches(*, settings: Settings, rounds: int, size: int, wide: bool) -> list[Detections]:
+    """Detections of `rounds` batches with distinct transaction ids; every row flagged by 4 detectors."""
+    vectors, _ = labelled_batch(seed=2, size=size // 4)
+    if wide:
+        from features import FEATURE_NAMES
+
+        vectors = [
+            v.model_copy(update={"features": {name: float(i) for i, name in enumerate(FEATURE_NAMES)} | v.features})
+            for v in vectors
+        ]
+    detectors = statistical_detectors(settings=settings)
+    out = []
+    for round_ in range(rounds):
+        renamed = [
+            FeatureVector.model_construct(
+                transaction=v.transaction.model_copy(update={"transaction_id": f"tx-{wide:d}-{round_}-{i}"}),
+                features=v.features,
+                feature_set_version=1,
+            )
+            for i, v in enumerate(vectors)
+        ]
+        # Warning at 0: every judged row is flagged, so one batch of vectors yields ~4x its size in anomalies.
+        out.append(detect_batch(detectors=detectors, batch=FeatureBatch(renamed), thresholds=Thresholds(warning=0)))
+    return out
 
 
 def bench_writer(rows: int = 100_000, batch: int = 5000) -> None:
     with scratch_database() as settings:
         ensure_topics(settings, STREAM_TOPICS)
-        engine = make_engine(settings)
-        vectors, _ = labelled_batch(seed=2, size=batch)
-        template = detect(
-            detectors=statistical_detectors(settings=settings),
-            batch=FeatureBatch(vectors),
-            thresholds=Thresholds(warning=0),
-        )
-        rng = np.random.default_rng(0)
-        batches = []
-        for round_ in range(rows // batch):
-            items = []
-            for i in range(batch):
-                base = template[i % len(template)]
-                items.append(
-                    Anomaly.build(
-                        detected_at=datetime.now(UTC),
-                        **{
-                            **base.model_dump(exclude={"anomaly_id", "detected_at", "schema_version"}),
-                            "transaction_id": f"tx-{round_}-{i}-{rng.integers(1 << 30)}",
-                        },
-                    )
-                )
-            batches.append(items)
-        for publish in (False, True):
-            writer = AnomalyWriter(
-                engine=engine,
-                producer=DeliveringProducer(settings, service="bench"),
-                settings=settings,
-                service="bench",
-            )
-            started = time.perf_counter()
-            written = sum(writer.write(items, publish=publish) for items in batches)
-            elapsed = time.perf_counter() - started
-            what = "insert + publish" if publish else "insert only"
-            report(f"anomaly writer, {what} ({written:,} new rows)", rows / elapsed, "rows/s", ">= 50,000")
-            with engine.begin() as connection:
-                from sqlalchemy import text
-
-                connection.execute(text("TRUNCATE anomalies, cases"))
+        engine = make_engine(settings, pool_size=1)  # one backend, whose CPU we read
+        with engine.connect() as connection:
+            pid = int(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
+        producer = DeliveringProducer(settings, service="bench")
+        writer = AnomalyWriter(engine=engine, producer=producer, settings=settings, service="bench")
+        rounds = max(1, rows // batch)
+        for wide in (False, True):
+            detections = _batches(settings=settings, rounds=rounds, size=batch, wide=wide)
+            width = "141-feature" if wide else "8-feature"
+            for publish in (False, True):
+                _truncate(engine)
+                with _measure(pid) as m:
+                    for item in detections:
+                        m.rows += len(item)
+                        m.inserted += writer.write_detections(item, publish=publish)
+                what = "insert + publish" if publish else "insert only"
+                _print(f"writer, detections, {width}, {what}", m)
+            if not wide:
+                with _measure(pid) as m:  # the rows are stored: every batch takes the idempotent path
+                    for item in detections:
+                        m.rows += len(item)
+                        m.inserted += writer.write_detections(item, publish=False)
+                _print("writer, detections, replay of stored rows", m)
+                models = [item.anomalies() for item in detections]
+                _truncate(engine)
+                with _measure(pid) as m:
+                    for anomalies in models:
+                        m.rows += len(anomalies)
+                        m.inserted += writer.write(anomalies, publish=False)
+                _print("writer, Anomaly models, insert only", m)
         engine.dispose()
 
 
+def _truncate(engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(text("TRUNCATE anomalies, cases"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000, help="anomalies per writer figure")
+    parser.add_argument("--batch", type=int, default=5000, help="anomalies per write")
+    parser.add_argument("--skip-statistical", action="store_true")
+    args = parser.parse_args(argv)
+    steps: list[Callable[[], None]] = [] if args.skip_statistical else [bench_statistical]
+    steps.append(lambda: bench_writer(rows=args.rows, batch=args.batch))
+    print(f"{os.cpu_count()} cores, {_load()} at start")
+    for step in steps:
+        step()
+
+
 if __name__ == "__main__":
-    bench_statistical()
-    bench_writer()
+    main()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,21 +22,28 @@ from typing import Any, Final, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 import orjson
+import psycopg
 from confluent_kafka import Message
+from psycopg import postgres
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 from pydantic import ValidationError
-from sqlalchemy import Connection, Engine, case, func
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Engine
 
 from core import metrics, schema
 from core.contracts import (
+    SCHEMA_VERSION,
     Anomaly,
+    AnomalyStatus,
     DetectorFamily,
     EntityType,
     FeatureVector,
     Reason,
     Severity,
     Transaction,
+    anomaly_id_for,
 )
+from core.errors import VigilError
 from core.kafka import DeadLetter, DeliveringProducer, StopFlag, send_dead_letters
 from core.settings import Settings
 from core.topics import ANOMALIES
@@ -45,6 +53,10 @@ log = logging.getLogger(__name__)
 FloatArray = npt.NDArray[np.float64]
 ObjectArray = npt.NDArray[np.object_]
 SEVERITY_RANK: Final = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
+
+
+class DetectionError(VigilError):
+    """A detector returned something the framework cannot store."""
 
 
 class FeatureBatch:
@@ -182,6 +194,141 @@ class Thresholds:
         return decided
 
 
+@dataclass(frozen=True, slots=True)
+class Flagged:
+    """One detector's flagged rows of a batch: positions, verdicts and reasons, still columnar."""
+
+    detector: Detector
+    rows: tuple[int, ...]
+    severities: tuple[Severity, ...]
+    score_raw: tuple[float, ...]
+    score: tuple[float, ...]
+    reasons: tuple[list[Reason], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Detections:
+    """Every detector's flags on one batch, before any per-row model is built.
+
+    The writer copies these straight into the database; `anomalies()` builds the
+    validated pydantic models for callers that want objects (tests, the API).
+    """
+
+    batch: FeatureBatch
+    detected_at: datetime
+    flagged: tuple[Flagged, ...]
+
+    def __len__(self) -> int:
+        return sum(len(f.rows) for f in self.flagged)
+
+    def anomalies(self) -> list[Anomaly]:
+        built = []
+        for flagged in self.flagged:
+            detector = flagged.detector
+            for position, index in enumerate(flagged.rows):
+                vector = self.batch.vectors[index]
+                transaction = vector.transaction
+                entity_type, entity_id = entity_of(detector, transaction)
+                built.append(
+                    Anomaly.build(
+                        detected_at=self.detected_at,
+                        tenant_id=transaction.tenant_id,
+                        transaction_id=transaction.transaction_id,
+                        entity_type=entity_type,
+                        entity_id=entity_id,
+                        event_time=transaction.occurred_at,
+                        detector_family=detector.family,
+                        detector_name=detector.name,
+                        detector_version=detector.version,
+                        score_raw=flagged.score_raw[position],
+                        score=flagged.score[position],
+                        severity=flagged.severities[position],
+                        reasons=flagged.reasons[position],
+                        features=vector.features,
+                        amount=transaction.amount,
+                        currency=transaction.currency,
+                    )
+                )
+        return built
+
+    def rows(self) -> list[AnomalyRow]:
+        """COPY-ready rows (column order of `anomalies`), JSON columns encoded once per transaction."""
+        snapshots: dict[int, bytes] = {}
+        rows: list[AnomalyRow] = []
+        detected_at = self.detected_at
+        for flagged in self.flagged:
+            detector = flagged.detector
+            family, name, version = detector.family.value, detector.name, detector.version
+            for position, index in enumerate(flagged.rows):
+                vector = self.batch.vectors[index]
+                transaction = vector.transaction
+                snapshot = snapshots.get(index)
+                if snapshot is None:
+                    snapshot = snapshots[index] = orjson.dumps(vector.features)
+                entity_type, entity_id = entity_of(detector, transaction)
+                rows.append(
+                    (
+                        anomaly_id_for(
+                            transaction_id=transaction.transaction_id, detector_name=name, detector_version=version
+                        ),
+                        transaction.occurred_at,
+                        detected_at,
+                        transaction.tenant_id,
+                        transaction.transaction_id,
+                        entity_type.value,
+                        entity_id,
+                        family,
+                        name,
+                        version,
+                        flagged.score_raw[position],
+                        flagged.score[position],
+                        flagged.severities[position].value,
+                        _reasons_json(flagged.reasons[position]),
+                        snapshot,
+                        transaction.amount,
+                        transaction.currency,
+                        AnomalyStatus.OPEN.value,
+                    )
+                )
+        return rows
+
+
+def detect_batch(
+    *,
+    detectors: Sequence[Detector],
+    batch: FeatureBatch,
+    thresholds: Thresholds | Callable[[Detector], Thresholds],
+    now: datetime | None = None,
+) -> Detections:
+    """Run every detector over the batch; flagged rows keep their scores, severity and reasons."""
+    flagged = []
+    for detector in detectors:
+        scores = detector.score(batch)
+        limits = thresholds(detector) if callable(thresholds) else thresholds
+        decided = limits.decide(scores)
+        if not decided:
+            continue
+        rows = tuple(index for index, _ in decided)
+        positions = np.asarray(rows, dtype=np.intp)
+        raw = scores.raw[positions]
+        if not np.isfinite(raw).all():
+            raise DetectionError(f"detector {detector.name} flagged rows with a non-finite raw score")
+        severities = tuple(severity for _, severity in decided)
+        flagged.append(
+            Flagged(
+                detector=detector,
+                rows=rows,
+                severities=severities,
+                score_raw=tuple(raw.tolist()),
+                score=tuple(np.clip(scores.normalised[positions], 0.0, 100.0).tolist()),
+                reasons=tuple(detector.explain(batch, index) for index in rows),
+            )
+        )
+        for severity, count in Counter(severities).items():
+            metrics.ANOMALIES.labels(detector.family.value, detector.name, severity.value).inc(count)
+    return Detections(batch=batch, detected_at=now or datetime.now(UTC), flagged=tuple(flagged))
+
+
 def detect(
     *,
     detectors: Sequence[Detector],
@@ -189,44 +336,99 @@ def detect(
     thresholds: Thresholds | Callable[[Detector], Thresholds],
     now: datetime | None = None,
 ) -> list[Anomaly]:
-    """Run every detector over the batch and turn flagged rows into anomalies."""
-    detected_at = now or datetime.now(UTC)
-    anomalies: list[Anomaly] = []
-    for detector in detectors:
-        scores = detector.score(batch)
-        limits = thresholds(detector) if callable(thresholds) else thresholds
-        for index, severity in limits.decide(scores):
-            vector = batch.vectors[index]
-            transaction = vector.transaction
-            entity_type, entity_id = entity_of(detector, transaction)
-            anomalies.append(
-                Anomaly.build(
-                    detected_at=detected_at,
-                    tenant_id=transaction.tenant_id,
-                    transaction_id=transaction.transaction_id,
-                    entity_type=entity_type,
-                    entity_id=entity_id,
-                    event_time=transaction.occurred_at,
-                    detector_family=detector.family,
-                    detector_name=detector.name,
-                    detector_version=detector.version,
-                    score_raw=float(scores.raw[index]),
-                    score=float(np.clip(scores.normalised[index], 0.0, 100.0)),
-                    severity=severity,
-                    reasons=detector.explain(batch, index),
-                    features=vector.features,
-                    amount=transaction.amount,
-                    currency=transaction.currency,
-                )
-            )
-            metrics.ANOMALIES.labels(detector.family.value, detector.name, severity.value).inc()
-    return anomalies
+    """Run every detector over the batch and turn flagged rows into validated anomaly models."""
+    return detect_batch(detectors=detectors, batch=batch, thresholds=thresholds, now=now).anomalies()
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    raise TypeError
+# --- the unified anomaly writer -----------------------------------------------------------
+
+# One anomaly as COPY writes it: the columns of `anomalies` in table order, JSON columns pre-encoded.
+AnomalyRow = tuple[
+    uuid.UUID, datetime, datetime, str, str, str, str, str, str, str, float, float, str, bytes, bytes,
+    Decimal | None, str | None, str,
+]  # fmt: skip
+_COPY_TYPES: Final = (
+    "uuid", "timestamptz", "timestamptz", "varchar", "varchar", "varchar", "varchar", "varchar", "varchar",
+    "varchar", "float8", "float8", "varchar", "jsonb", "jsonb", "numeric", "varchar", "varchar",
+)  # fmt: skip
+_COLUMNS: Final = (
+    "anomaly_id", "event_time", "detected_at", "tenant_id", "transaction_id", "entity_type", "entity_id",
+    "detector_family", "detector_name", "detector_version", "score_raw", "score", "severity", "reasons",
+    "features", "amount", "currency", "status",
+)  # fmt: skip
+if tuple(column.name for column in schema.anomalies.columns) != _COLUMNS:
+    raise RuntimeError("core.schema.anomalies changed: update AnomalyRow and _COPY_TYPES")
+_ID: Final = 0  # positions in AnomalyRow (Final literals keep the tuple types precise for mypy)
+_EVENT_TIME: Final = 1
+_TENANT: Final = 3
+_TRANSACTION: Final = 4
+_ENTITY_TYPE: Final = 5
+_ENTITY_ID: Final = 6
+_SCORE: Final = 11
+_SEVERITY: Final = 12
+_REASONS: Final = 13
+_FEATURES: Final = 14
+_AMOUNT: Final = 15
+
+
+def _reasons_json(reasons: Sequence[Reason]) -> bytes:
+    return orjson.dumps(
+        [
+            {
+                "feature": r.feature,
+                "value": r.value,
+                "baseline": r.baseline,
+                "contribution": r.contribution,
+                "text": r.text,
+            }
+            for r in reasons
+        ]
+    )
+
+
+def anomaly_row(anomaly: Anomaly) -> AnomalyRow:
+    """The COPY row of an already built anomaly model (aggregate job, tests)."""
+    return (
+        anomaly.anomaly_id,
+        anomaly.event_time,
+        anomaly.detected_at,
+        anomaly.tenant_id,
+        anomaly.transaction_id,
+        anomaly.entity_type.value,
+        anomaly.entity_id,
+        anomaly.detector_family.value,
+        anomaly.detector_name,
+        anomaly.detector_version,
+        anomaly.score_raw,
+        anomaly.score,
+        anomaly.severity.value,
+        _reasons_json(anomaly.reasons),
+        orjson.dumps(anomaly.features),
+        anomaly.amount,
+        anomaly.currency,
+        anomaly.status.value,
+    )
+
+
+def anomaly_message(row: AnomalyRow) -> bytes:
+    """The `anomalies` topic payload of a row: the `Anomaly` contract's JSON, without building the model."""
+    message: dict[str, Any] = dict(zip(_COLUMNS, row, strict=True))
+    message["schema_version"] = SCHEMA_VERSION
+    message["reasons"] = orjson.Fragment(row[_REASONS])
+    message["features"] = orjson.Fragment(row[_FEATURES])
+    amount = row[_AMOUNT]
+    message["amount"] = None if amount is None else str(amount)
+    return orjson.dumps(message)
+
+
+class _EncodedJsonbDumper(Dumper):
+    """Binary COPY of JSON the writer already encoded with orjson (jsonb wire format: version 1 + text)."""
+
+    format = Format.BINARY
+    oid = postgres.types["jsonb"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        return b"\x01" + bytes(obj)
 
 
 class AnomalyWriter:
@@ -235,7 +437,8 @@ class AnomalyWriter:
     Order matters: rows (and their cases) are committed first, then every
     anomaly of the batch is published and acknowledged; only then may the
     caller commit offsets. A replay re-inserts nothing (ON CONFLICT DO NOTHING on
-    the deterministic anomaly id) and re-publishes, which downstream dedups by id.
+    the deterministic anomaly id) and re-publishes the whole batch, because a
+    crash may have come between the commit and the publish; downstream dedups by id.
     """
 
     def __init__(self, *, engine: Engine, producer: DeliveringProducer, settings: Settings, service: str) -> None:
@@ -246,109 +449,113 @@ class AnomalyWriter:
 
     def write(self, anomalies: Sequence[Anomaly], *, publish: bool = True) -> int:
         """Insert, update cases, publish; returns the number of rows newly inserted."""
-        if not anomalies:
+        return self.write_rows([anomaly_row(a) for a in anomalies], publish=publish)
+
+    def write_detections(self, detections: Detections, *, publish: bool = True) -> int:
+        """`write` for a detector's batch, straight from its columns (the streaming hot path)."""
+        return self.write_rows(detections.rows(), publish=publish)
+
+    def write_rows(self, rows: Sequence[AnomalyRow], *, publish: bool = True) -> int:
+        if not rows:
             return 0
-        rows = [_anomaly_row(a) for a in anomalies]
+        # One row per id: a transaction delivered twice in one batch must not conflict with itself.
+        unique = list({row[_ID]: row for row in rows}.values())
         with self._engine.begin() as connection:
-            inserted_ids = _copy_insert(connection, rows)
-            new = [a for a in anomalies if a.anomaly_id in inserted_ids]
-            if new:
-                _upsert_cases(connection, new)
+            raw = connection.connection.driver_connection
+            assert isinstance(raw, psycopg.Connection)
+            with raw.cursor() as cursor:
+                new = _insert(cursor, unique)
+                if new:
+                    _upsert_cases(cursor, new)
         metrics.ANOMALIES_WRITTEN.labels(self._service).inc(len(new))
         if publish:
-            for anomaly in anomalies:
+            for row in unique:
                 self._producer.produce(
-                    self._topic,
-                    orjson.dumps(anomaly.model_dump(mode="json")),
-                    key=f"{anomaly.tenant_id}/{anomaly.entity_type.value}/{anomaly.entity_id}",
+                    self._topic, anomaly_message(row), key=f"{row[_TENANT]}/{row[_ENTITY_TYPE]}/{row[_ENTITY_ID]}"
                 )
             self._producer.flush_or_raise()
         return len(new)
 
 
-_COLUMNS: Final = tuple(column.name for column in schema.anomalies.columns)
-_JSON_COLUMNS: Final = frozenset({"reasons", "features"})
+_COLUMN_LIST: Final = ", ".join(_COLUMNS)
 
 
-def _copy_insert(connection: Connection, rows: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
-    """COPY rows into a session temp table, then insert the new ones; returns their ids.
+def _copy(cursor: psycopg.Cursor[Any], table: str, rows: Sequence[AnomalyRow]) -> None:
+    cursor.adapters.register_dumper(bytes, _EncodedJsonbDumper)  # this cursor only: bytes here are JSON
+    with cursor.copy(f"COPY {table} ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(_COPY_TYPES)
+        for row in rows:
+            copy.write_row(row)
 
-    COPY avoids building a giant statement per batch; ON CONFLICT DO NOTHING on the
-    deterministic id keeps replays harmless.
+
+def _insert(cursor: psycopg.Cursor[Any], rows: Sequence[AnomalyRow]) -> list[AnomalyRow]:
+    """Store the rows that are not stored yet; returns them.
+
+    Fast path: binary COPY straight into `anomalies` under a savepoint; new rows
+    are the normal case. If any row exists already (a replay after a crash, or a
+    concurrent replica), roll that back and take the idempotent path: COPY into a
+    session temp table, then INSERT ... ON CONFLICT DO NOTHING RETURNING the new ids.
     """
-    columns = ", ".join(_COLUMNS)
-    raw = connection.connection.driver_connection
-    assert raw is not None
-    with raw.cursor() as cursor:
-        cursor.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS anomalies_incoming (LIKE anomalies INCLUDING DEFAULTS) "
-            "ON COMMIT DELETE ROWS"
-        )
-        with cursor.copy(f"COPY anomalies_incoming ({columns}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row([orjson.dumps(row[c]).decode() if c in _JSON_COLUMNS else row[c] for c in _COLUMNS])
-        cursor.execute(
-            f"INSERT INTO anomalies ({columns}) SELECT {columns} FROM anomalies_incoming "
-            "ON CONFLICT DO NOTHING RETURNING anomaly_id"
-        )
-        return {row[0] for row in cursor.fetchall()}
-
-
-def _anomaly_row(anomaly: Anomaly) -> dict[str, Any]:
-    row = anomaly.model_dump(mode="python", exclude={"schema_version"})
-    row["reasons"] = [r.model_dump(mode="json") for r in anomaly.reasons]
-    row["severity"] = anomaly.severity.value
-    row["status"] = anomaly.status.value
-    row["entity_type"] = anomaly.entity_type.value
-    row["detector_family"] = anomaly.detector_family.value
-    return row
-
-
-def _upsert_cases(connection: Connection, anomalies: Sequence[Anomaly]) -> None:
-    """One case per (tenant, transaction): counts only newly inserted anomalies, so replays don't inflate."""
-    grouped: dict[tuple[str, str], list[Anomaly]] = {}
-    for anomaly in anomalies:
-        grouped.setdefault((anomaly.tenant_id, anomaly.transaction_id), []).append(anomaly)
-    rows = []
-    for (tenant_id, transaction_id), items in grouped.items():
-        top = max(items, key=lambda a: (SEVERITY_RANK[a.severity], a.score))
-        rows.append(
-            {
-                "case_id": uuid.uuid5(uuid.NAMESPACE_URL, f"vigil-case/{tenant_id}/{transaction_id}"),
-                "tenant_id": tenant_id,
-                "transaction_id": transaction_id,
-                "entity_type": top.entity_type.value,
-                "entity_id": top.entity_id,
-                "event_time": top.event_time,
-                "max_severity": max((a.severity for a in items), key=SEVERITY_RANK.__getitem__).value,
-                "max_score": max(a.score for a in items),
-                "anomaly_count": len(items),
-            }
-        )
-    rows.sort(key=lambda r: (r["tenant_id"], r["transaction_id"]))  # stable lock order across replicas
-    cases = schema.cases
-    statement = insert(cases)
-    excluded = statement.excluded
-    statement = statement.on_conflict_do_update(
-        constraint="cases_tenant_transaction_key",
-        set_={
-            "anomaly_count": cases.c.anomaly_count + excluded.anomaly_count,
-            "max_score": func.greatest(cases.c.max_score, excluded.max_score),
-            "max_severity": case(
-                (
-                    _severity_rank(excluded.max_severity) > _severity_rank(cases.c.max_severity),
-                    excluded.max_severity,
-                ),
-                else_=cases.c.max_severity,
-            ),
-            "updated_at": func.now(),
-        },
+    cursor.execute("SAVEPOINT anomaly_copy")
+    try:
+        _copy(cursor, "anomalies", rows)
+    except psycopg.errors.UniqueViolation:
+        cursor.execute("ROLLBACK TO SAVEPOINT anomaly_copy")
+    else:
+        cursor.execute("RELEASE SAVEPOINT anomaly_copy")
+        return list(rows)
+    cursor.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS anomalies_incoming (LIKE anomalies INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
     )
-    connection.execute(statement, rows)
+    _copy(cursor, "anomalies_incoming", rows)
+    cursor.execute(
+        f"INSERT INTO anomalies ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM anomalies_incoming "
+        "ON CONFLICT DO NOTHING RETURNING anomaly_id"
+    )
+    inserted = {record[0] for record in cursor.fetchall()}
+    return [row for row in rows if row[_ID] in inserted]
 
 
-def _severity_rank(column: Any) -> Any:
-    return case({"critical": 2, "warning": 1}, value=column, else_=0)
+_UPSERT_CASES: Final = """
+INSERT INTO cases AS c (case_id, tenant_id, transaction_id, entity_type, entity_id, event_time,
+                        max_severity, max_score, anomaly_count)
+SELECT * FROM unnest(%s::uuid[], %s::varchar[], %s::varchar[], %s::varchar[], %s::varchar[], %s::timestamptz[],
+                     %s::varchar[], %s::float8[], %s::int[])
+ON CONFLICT ON CONSTRAINT cases_tenant_transaction_key DO UPDATE SET
+    anomaly_count = c.anomaly_count + EXCLUDED.anomaly_count,
+    max_score = greatest(c.max_score, EXCLUDED.max_score),
+    max_severity = CASE WHEN {excluded_rank} > {current_rank} THEN EXCLUDED.max_severity ELSE c.max_severity END,
+    updated_at = now()
+""".format(
+    excluded_rank="CASE EXCLUDED.max_severity WHEN 'critical' THEN 2 WHEN 'warning' THEN 1 ELSE 0 END",
+    current_rank="CASE c.max_severity WHEN 'critical' THEN 2 WHEN 'warning' THEN 1 ELSE 0 END",
+)
+
+
+def _upsert_cases(cursor: psycopg.Cursor[Any], rows: Sequence[AnomalyRow]) -> None:
+    """One case per (tenant, transaction), in one statement; counts only newly inserted anomalies."""
+    rank = {severity.value: value for severity, value in SEVERITY_RANK.items()}
+    grouped: dict[tuple[str, str], list[AnomalyRow]] = {}
+    for row in rows:
+        grouped.setdefault((row[_TENANT], row[_TRANSACTION]), []).append(row)
+    columns: tuple[list[Any], ...] = tuple([] for _ in range(9))
+    for tenant_id, transaction_id in sorted(grouped):  # stable lock order across replicas
+        items = grouped[tenant_id, transaction_id]
+        top = max(items, key=lambda r: (rank[r[_SEVERITY]], r[_SCORE]))
+        values = (
+            uuid.uuid5(uuid.NAMESPACE_URL, f"vigil-case/{tenant_id}/{transaction_id}"),
+            tenant_id,
+            transaction_id,
+            top[_ENTITY_TYPE],
+            top[_ENTITY_ID],
+            top[_EVENT_TIME],
+            top[_SEVERITY],
+            max(r[_SCORE] for r in items),
+            len(items),
+        )
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    cursor.execute(_UPSERT_CASES, columns)
 
 
 # --- the detection stream service ---------------------------------------------------------
@@ -380,16 +587,26 @@ class DetectionHandler:
             send_dead_letters(self._producer, self._settings, letters, service=self._service)
         if vectors:
             batch = FeatureBatch(vectors)
-            anomalies = detect(detectors=self._detectors(), batch=batch, thresholds=self._thresholds)
-            self.writer.write(anomalies)
-            now = time.time()
-            for vector in vectors:
-                if vector.transaction.ingested_at is not None:
-                    metrics.END_TO_END_LATENCY.labels(self._service).observe(
-                        max(0.0, now - vector.transaction.ingested_at.timestamp())
-                    )
+            detectors = self._detectors()
+            detections = detect_batch(detectors=detectors, batch=batch, thresholds=self._thresholds)
+            self.writer.write_detections(detections)
+            self._observe_latency(vectors, families={d.family.value for d in detectors})
         # Dead letters (and anything produced above) must be acknowledged before offsets move.
         self._producer.flush_or_raise()
+
+    @staticmethod
+    def _observe_latency(vectors: Sequence[FeatureVector], *, families: set[str]) -> None:
+        """Ingestion -> verdict, per detector family (the dashboard groups by `detector_family`)."""
+        now = time.time()
+        latencies = [
+            max(0.0, now - v.transaction.ingested_at.timestamp())
+            for v in vectors
+            if v.transaction.ingested_at is not None
+        ]
+        for family in families:
+            histogram = metrics.END_TO_END_LATENCY.labels(family)
+            for latency in latencies:
+                histogram.observe(latency)
 
     def close(self) -> None:
         self._producer.flush_or_raise()
@@ -409,6 +626,12 @@ def decode_feature_vectors(messages: Sequence[Message]) -> tuple[list[FeatureVec
     return vectors, letters
 
 
+def prefixed_group(settings: Settings, group_id: str) -> str:
+    """The consumer group behind the topic prefix (test runs and environments never share offsets)."""
+    prefix = settings.kafka_topic_prefix
+    return group_id if group_id.startswith(prefix) else f"{prefix}{group_id}"
+
+
 def run_detection_service(
     *,
     settings: Settings,
@@ -420,7 +643,11 @@ def run_detection_service(
     on_idle: Callable[[], None] | None = None,
     health: metrics.Health | None = None,
 ) -> None:
-    """Consume `tx.features` as `group_id` until stopped, writing anomalies; the shared detector main loop."""
+    """Consume `tx.features` until stopped, writing anomalies; the shared detector main loop.
+
+    The consumer group is `group_id` behind the topic prefix, like every other
+    service's (and like the chart's autoscaler expects), unless already prefixed.
+    """
     from core.db import database_ready, make_engine
     from core.kafka import BatchLoop, make_consumer
     from core.topics import TX_FEATURES
@@ -440,7 +667,7 @@ def run_detection_service(
     )
     try:
         BatchLoop(
-            consumer=make_consumer(settings, group_id=group_id),
+            consumer=make_consumer(settings, group_id=prefixed_group(settings, group_id)),
             topics=[settings.topic(TX_FEATURES)],
             handler=handler,
             service=service,
