@@ -10,7 +10,10 @@ vectorised over the batch. Two edge cases are explicit, never silent:
   "insufficient_history"}` counts it;
 - zero spread (all past amounts equal): the spread is floored at 5 % of the
   baseline (at least one minor unit), so a constant subscription that suddenly
-  jumps is still flagged while one-cent noise is not; counted as `zero_variance`.
+  jumps is still flagged while one-cent noise is not; counted as `zero_variance`;
+- a statistic the detector needs is absent (e.g. a feature set without
+  `account_amount_history_q1`/`_q3`, which the IQR detector reads): the row is not
+  judged and is counted as `missing_feature`, never mistaken for zero spread.
 """
 
 from __future__ import annotations
@@ -109,13 +112,20 @@ class _AmountDetector:
         min_history = np.fromiter((b.min_history for b in bands), np.float64, len(bands))
         return threshold, critical, min_history
 
-    def _judgeable(self, batch: FeatureBatch, min_history: FloatArray) -> FloatArray:
+    def _judgeable(self, batch: FeatureBatch, min_history: FloatArray, *, needs: tuple[str, ...]) -> FloatArray:
+        """1.0 where the row has enough history and every statistic in `needs`; skipped rows are counted."""
         count = self._feature(batch, "count")
         enough = np.nan_to_num(count, nan=0.0) >= min_history
-        skipped = int(len(batch) - np.count_nonzero(enough))
-        if skipped:
-            metrics.DETECTOR_SKIPPED.labels(self.name, "insufficient_history").inc(skipped)
-        return np.asarray(enough, dtype=np.float64)
+        short = int(len(batch) - np.count_nonzero(enough))
+        if short:
+            metrics.DETECTOR_SKIPPED.labels(self.name, "insufficient_history").inc(short)
+        present = np.ones(len(batch), dtype=bool)
+        for stat in needs:
+            present &= ~np.isnan(self._feature(batch, stat))
+        missing = int(np.count_nonzero(enough & ~present))
+        if missing:
+            metrics.DETECTOR_SKIPPED.labels(self.name, "missing_feature").inc(missing)
+        return np.asarray(enough & present, dtype=np.float64)
 
     def _floor(self, spread: FloatArray, baseline: FloatArray, judged: FloatArray) -> FloatArray:
         floor = spread_floor(baseline)
@@ -143,7 +153,7 @@ class ZScoreDetector(_AmountDetector):
 
     def _compute(self, batch: FeatureBatch) -> tuple[FloatArray, FloatArray, FloatArray]:
         threshold, critical, min_history = self._bands(batch)
-        judged = self._judgeable(batch, min_history)
+        judged = self._judgeable(batch, min_history, needs=("mean", "std"))
         mean = self._feature(batch, "mean")
         std = self._floor(self._feature(batch, "std"), mean, judged)
         z = (batch.field("amount").astype(np.float64) - mean) / std
@@ -177,7 +187,7 @@ class RobustZDetector(_AmountDetector):
 
     def _compute(self, batch: FeatureBatch) -> tuple[FloatArray, FloatArray, FloatArray]:
         threshold, critical, min_history = self._bands(batch)
-        judged = self._judgeable(batch, min_history)
+        judged = self._judgeable(batch, min_history, needs=("median", "mad"))
         median = self._feature(batch, "median")
         sigma = self._floor(self._feature(batch, "mad") * MAD_TO_SIGMA, median, judged)
         z = (batch.field("amount").astype(np.float64) - median) / sigma
@@ -203,15 +213,19 @@ class RobustZDetector(_AmountDetector):
 
 @dataclass
 class IqrDetector(_AmountDetector):
-    """Tukey fences: beyond Q3 + 1.5 IQR is an outlier (warning), beyond Q3 + 3 IQR extreme (critical)."""
+    """Tukey fences: beyond Q3 + 1.5 IQR is an outlier (warning), beyond Q3 + 3 IQR extreme (critical).
+
+    Reads `<entity>_amount_history_q1` and `<entity>_amount_history_q3`; without them it judges nothing.
+    """
 
     method: str = field(default="iqr", init=False)
 
     def _compute(self, batch: FeatureBatch) -> tuple[FloatArray, FloatArray, FloatArray]:
         _, _, min_history = self._bands(batch)
-        judged = self._judgeable(batch, min_history)
+        judged = self._judgeable(batch, min_history, needs=("q1", "q3"))
         q1, q3 = self._feature(batch, "q1"), self._feature(batch, "q3")
-        iqr = self._floor(q3 - q1, self._feature(batch, "median"), judged)
+        median = self._feature(batch, "median")
+        iqr = self._floor(q3 - q1, np.where(np.isnan(median), q3, median), judged)
         distance = (batch.field("amount").astype(np.float64) - q3) / iqr
         distance = np.asarray(np.where(judged > 0, distance, np.nan), dtype=np.float64)
         return distance, np.full(len(batch), IQR_WARNING), np.full(len(batch), IQR_CRITICAL)

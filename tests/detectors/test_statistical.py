@@ -148,3 +148,28 @@ def test_normalisation_is_monotonic_and_bounded(deviations: list[float], thresho
     assert (np.diff(scores) >= -1e-9).all()
     at = normalise(np.array([threshold, critical]), np.full(2, threshold), np.full(2, critical))
     assert at == pytest.approx([50.0, 80.0])
+
+
+QUARTILES = ("account_amount_history_q1", "account_amount_history_q3")
+
+
+def test_iqr_reads_the_feature_stage_quartiles_and_judges_nothing_without_them() -> None:
+    detector = IqrDetector(settings=SETTINGS)
+    with_quartiles = vector(index=0, amount=400, history=HISTORY)
+    assert set(QUARTILES) <= set(with_quartiles.features), "the factory must use the feature stage's names"
+    without = vector(index=1, amount=400, history=HISTORY)
+    without = without.model_copy(update={"features": {k: v for k, v in without.features.items() if k not in QUARTILES}})
+    before = {
+        reason: DETECTOR_SKIPPED.labels(detector.name, reason)._value.get()
+        for reason in ("missing_feature", "zero_variance")
+    }
+    scores = detector.score(FeatureBatch([with_quartiles, without]))
+    assert scores.normalised[0] >= 80, "400 against a 100 +- 6 history is far beyond Q3 + 3 IQR"
+    assert np.isnan(scores.normalised[1]), "no quartiles: not judged"
+    assert DETECTOR_SKIPPED.labels(detector.name, "missing_feature")._value.get() - before["missing_feature"] == 1
+    assert DETECTOR_SKIPPED.labels(detector.name, "zero_variance")._value.get() == before["zero_variance"], (
+        "a missing quartile is not a zero spread"
+    )
+    # The other detectors do not need the quartiles.
+    for other in (ZScoreDetector(settings=SETTINGS), RobustZDetector(settings=SETTINGS)):
+        assert other.score(FeatureBatch([without])).normalised[0] >= 80, other.name
