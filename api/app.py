@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
@@ -31,6 +31,8 @@ from api.registry.views import router as registry_router
 from api.rules.views import router as rules_router
 from api.spa import SpaStaticFiles
 from api.stats.views import router as stats_router
+from api.system.service import SystemStatus
+from api.system.views import router as system_router
 from api.transactions.models import submission_schemas
 from api.transactions.views import router as transactions_router
 from core.db import make_engine
@@ -66,7 +68,7 @@ _TAGS: Final = [
     {"name": "rules", "description": "Analyst rules: versions, validation, backtests."},
     {"name": "models", "description": "Registered models and serving aliases."},
     {"name": "alerts", "description": "Notification log and silences."},
-    {"name": "operations", "description": "Health, readiness and metrics."},
+    {"name": "operations", "description": "Health, readiness, metrics and the pipeline's status."},
 ]
 _ROUTERS: Final = (
     auth_router,
@@ -81,6 +83,7 @@ _ROUTERS: Final = (
     registry_router,
     alerts_router,
     ops_router,
+    system_router,
 )
 
 
@@ -124,7 +127,19 @@ def build_context(settings: Settings, *, ports: ApiPorts, engine: Engine | None 
             rate=settings.api_login_attempts_per_minute / 60.0, burst=settings.api_login_attempts_per_minute
         ),
         producers=ProducerPool(settings),
+        status=SystemStatus(
+            settings=settings,
+            engine=engine,
+            consumers=ports.consumers,
+            local_degraded=_local_degraded(ports),
+        ),
     )
+
+
+def _local_degraded(ports: ApiPorts) -> Callable[[], list[str]] | None:
+    """Detectors the API's own scorer cannot run (e.g. its model never loaded)."""
+    degraded = getattr(ports.scorer, "degraded_detectors", None)
+    return degraded if callable(degraded) else None
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

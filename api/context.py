@@ -18,6 +18,7 @@ from api.auth.keys import VigilKeys
 from api.auth.service import PrincipalRecord, get_principal
 from api.auth.tokens import TokenIssuer, TokenVerifier
 from api.ports import ApiPorts
+from api.system.service import SystemStatus
 from core.errors import KafkaDeliveryError
 from core.kafka import DeliveringProducer
 from core.settings import Settings
@@ -173,3 +174,4 @@ class AppContext:
     limiter: RateLimiter
     login_limiter: RateLimiter
     producers: ProducerPool
+    status: SystemStatus | None = None

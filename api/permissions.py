@@ -39,6 +39,7 @@ class Permission(StrEnum):
     READ_DECISIONS = "decisions:read"
     READ_ALERTS = "alerts:read"
     WRITE_SILENCES = "silences:write"
+    READ_SYSTEM = "system:read"
 
 
 _VIEW: Final = frozenset(
@@ -60,6 +61,7 @@ _ANALYST: Final = _VIEW | {
     Permission.WRITE_RULES,
     Permission.SCORE,
     Permission.WRITE_SILENCES,
+    Permission.READ_SYSTEM,
 }
 # Ingest clients are machines at a payment facility: they submit and read their own decisions,
 # never analysts' cases, notes or labels (facility privacy).

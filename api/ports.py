@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Protocol
 
 from api.errors import UnavailableError
+from api.system.service import ConsumerSpec
 from core.contracts import Reason, Transaction
 
 
@@ -139,6 +140,8 @@ class ApiPorts:
     rule_engine: RuleEngine | None = None
     model_registry: ModelRegistry | None = None
     scorer: Scorer | None = None
+    # The stream services' consumer groups, for consumer lag in `GET /v1/system/status`.
+    consumers: tuple[ConsumerSpec, ...] = ()
 
     def require_rule_engine(self) -> RuleEngine:
         if self.rule_engine is None:

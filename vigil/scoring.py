@@ -39,7 +39,7 @@ from core.settings import Settings
 if TYPE_CHECKING:
     from api.ports import DetectorVerdict, ScoreOutcome
     from detectors.ml import ServedModels
-    from features.engine import FeatureEngine
+    from features.engine import Batch, FeatureEngine
     from rules import RuleEngine
 
 log = logging.getLogger(__name__)
@@ -50,8 +50,12 @@ STREAM_THRESHOLDS: Final = Thresholds()
 # the engine grows on demand. The default engine reserves 1024 slots per kind (~11 ms to allocate).
 _ENGINE_CAPACITY: Final = 16
 _ENTITY_COLUMNS: Final = ("account_id", "card_id", "merchant_id", "device_id", "ip")
+# Event time as the same float the engine uses (integer microseconds / 10**6, correctly rounded:
+# numeric -> float8 parses the exact decimal), amounts as float8, empty strings as NULL.
 _HISTORY_COLUMNS: Final = (
-    "transaction_id, occurred_at, account_id, card_id, merchant_id, device_id, ip, country, amount, lat, lon"
+    "transaction_id, occurred_at, extract(epoch FROM occurred_at)::float8 AS t, account_id, "
+    "nullif(card_id, '') AS card_id, merchant_id, nullif(device_id, '') AS device_id, nullif(ip, '') AS ip, "
+    "upper(country) AS country, amount::float8 AS amount, lat, lon"
 )
 
 
@@ -95,36 +99,33 @@ def _history_sql(entities: Sequence[str]) -> Any:
     ]
     # Release order is (event time, id), so a same-instant row with a smaller id came first.
     # UNION (not ALL): a row reached through several entities is fed to the engine once.
-    return text(" UNION ".join(parts))
+    return text(f"SELECT * FROM ({' UNION '.join(parts)}) AS history ORDER BY occurred_at, transaction_id")
 
 
 @dataclass(frozen=True, slots=True)
-class HistoryRow:
-    transaction_id: str
-    time: float
-    account_id: str
-    card_id: str | None
-    merchant_id: str
-    device_id: str | None
-    ip: str | None
-    country: str
-    amount: float
-    lat: float | None
-    lon: float | None
+class History:
+    """Past transactions in release order, as the engine's columns."""
+
+    transaction_ids: list[str]
+    batch: Batch
+
+    def __len__(self) -> int:
+        return len(self.transaction_ids)
 
 
 class HistoryReader:
     """Recent transactions of one tenant's entities, bounded in time and rows per entity."""
 
     def __init__(self, *, engine: Engine, rows_per_entity: int, window: timedelta | None = None) -> None:
-        self._engine = engine
+        # Autocommit: a read-only lookup needs no BEGIN, and returning the connection then costs no ROLLBACK.
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._rows = rows_per_entity
         self._window = window or lookback()
         self._statements: dict[tuple[str, ...], Any] = {}
 
-    def read(self, transaction: Transaction) -> list[HistoryRow]:
+    def read(self, transaction: Transaction) -> History:
         """Rows before `transaction` in the stream's release order (event time, then id)."""
-        from features.engine import epoch_seconds
+        from features.engine import Batch
 
         keys = {
             "account_id": transaction.account_id,
@@ -148,51 +149,40 @@ class HistoryReader:
         }
         try:
             with self._engine.connect() as connection:
-                fetched = connection.execute(statement, params).all()
+                rows = connection.execute(statement, params).all()
         except SQLAlchemyError as exc:
             raise ScoringError(f"history could not be read: {type(exc).__name__}") from exc
-        rows = []
-        for r in fetched:
-            located = r.lat is not None and r.lon is not None and math.isfinite(r.lat) and math.isfinite(r.lon)
-            rows.append(
-                HistoryRow(
-                    transaction_id=r.transaction_id,
-                    time=epoch_seconds(r.occurred_at),
-                    account_id=r.account_id,
-                    card_id=r.card_id or None,
-                    merchant_id=r.merchant_id,
-                    device_id=r.device_id or None,
-                    ip=r.ip or None,
-                    country=r.country.upper(),
-                    amount=float(r.amount),
-                    lat=r.lat if located else None,
-                    lon=r.lon if located else None,
-                )
-            )
-        rows.sort(key=lambda row: (row.time, row.transaction_id))
-        return rows
+        if not rows:
+            return History([], Batch.empty())
+        ids, _at, times, accounts, cards, merchants, devices, ips, countries, amounts, lats, lons = map(
+            list, zip(*rows, strict=True)
+        )
+        for i, (lat, lon) in enumerate(zip(lats, lons, strict=True)):
+            if lat is None or lon is None or not (math.isfinite(lat) and math.isfinite(lon)):
+                lats[i] = lons[i] = None
+        batch = Batch(
+            times=times,
+            accounts=accounts,
+            cards=cards,
+            merchants=merchants,
+            devices=devices,
+            ips=ips,
+            countries=countries,
+            amounts=amounts,
+            lats=lats,
+            lons=lons,
+            apply=[True] * len(ids),
+        )
+        return History(ids, batch)
 
 
-def feature_vector(transaction: Transaction, history: Sequence[HistoryRow]) -> FeatureVector:
+def feature_vector(transaction: Transaction, history: History) -> FeatureVector:
     """The transaction's features after `history`, computed by the stream's engine."""
     from features.codec import features_dict
-    from features.engine import Batch, epoch_seconds
+    from features.engine import epoch_seconds
     from features.registry import FEATURE_SET_VERSION
 
-    batch = Batch.empty()
-    for row in history:
-        batch.append(
-            time=row.time,
-            account=row.account_id,
-            card=row.card_id,
-            merchant=row.merchant_id,
-            device=row.device_id,
-            ip=row.ip,
-            country=row.country,
-            amount=row.amount,
-            lat=row.lat,
-            lon=row.lon,
-        )
+    batch = history.batch  # read for this one call: the transaction is appended in place
     located = transaction.lat is not None and transaction.lon is not None
     batch.append(
         time=epoch_seconds(transaction.occurred_at),
@@ -335,6 +325,12 @@ class SyncScorer:
                 degraded.append(watcher.name)
             verdicts.append(verdict)
         return verdicts
+
+    def degraded_detectors(self) -> list[str]:
+        """Models this scorer cannot judge with right now (for `GET /v1/system/status`)."""
+        if self._models is None:
+            return []
+        return [watcher.name for watcher in self._models.watchers if watcher.degraded]
 
     def close(self) -> None:
         if self._models is not None and self._started.is_set():

@@ -129,6 +129,7 @@ def _calls() -> list[Call]:
         Call("GET", "/v1/decisions/{transaction_id}", "/v1/decisions/tx-tenant-a", EVERYONE),
         Call("GET", "/v1/alerts", "/v1/alerts", READERS),
         Call("GET", "/v1/silences", "/v1/silences", READERS),
+        Call("GET", "/v1/system/status", "/v1/system/status", frozenset({"admin", "analyst"})),
         Call("POST", "/v1/silences", "/v1/silences", WRITERS, body=silence),
         Call("POST", "/v1/silences/{silence_id}:expire", "/v1/silences/{silence_a}:expire", WRITERS),
     ]
@@ -136,6 +137,8 @@ def _calls() -> list[Call]:
 
 PUBLIC = {
     ("POST", "/v1/auth/token"),
+    ("POST", "/v1/auth/refresh"),
+    ("POST", "/v1/auth/logout"),
     ("GET", "/v1/auth/jwks"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),

@@ -155,6 +155,7 @@ def test_a_disabled_user_cannot_refresh(client: TestClient, user: str, db: Engin
 def test_logout_clears_the_cookie_and_ends_the_session(client: TestClient, user: str) -> None:
     token = _login(client, user)
     status, _, cookies = _refresh(client, token)
+    assert status == 200
     current = _refresh_token_of(cookies)
     response = client.post("/v1/auth/logout", headers={"Cookie": f"vigil_refresh={current}"})
     assert response.status_code == 204

@@ -236,11 +236,14 @@ def test_history_is_the_tenants_rows_before_the_transaction_within_the_window_ne
     engine = make_engine(api_settings, pool_size=1)
     try:
         transaction = Transaction.model_validate(_body(TENANT_A, "1.00", transaction_id="m-tx"))
-        ids = [row.transaction_id for row in HistoryReader(engine=engine, rows_per_entity=100).read(transaction)]
+        history = HistoryReader(engine=engine, rows_per_entity=100).read(transaction)
+        ids = history.transaction_ids
         assert ids == [f"hist-{TENANT_A}-{i}" for i in range(4, -1, -1)] + ["a-same-instant-before"]
+        # Event times exactly as the engine computes them; amounts as floats.
+        assert history.batch.times[-1] == SCORED_AT.timestamp() and history.batch.amounts[0] == 10.0
         bounded = HistoryReader(engine=engine, rows_per_entity=2).read(transaction)
         # Two newest per entity: the account's are (hist-0, a-same-instant-before), the card's (hist-1, hist-0).
-        assert [row.transaction_id for row in bounded] == [
+        assert bounded.transaction_ids == [
             f"hist-{TENANT_A}-1",
             f"hist-{TENANT_A}-0",
             "a-same-instant-before",

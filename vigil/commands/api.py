@@ -20,10 +20,33 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from api import ApiPorts, PrincipalRecord
+    from api.system import ConsumerSpec
 
 log = logging.getLogger(__name__)
 
 ROLE_NAMES = ("admin", "analyst", "viewer", "ingest")
+
+
+def stream_consumers(settings: Settings) -> tuple[ConsumerSpec, ...]:
+    """Consumer groups and input topics of the stream services, as `vigil run <service>` uses them.
+
+    The detector groups are the `--group` defaults of their commands (not prefixed); the
+    others follow `kafka_topic_prefix` like their services do.
+    """
+    from api.system import ConsumerSpec
+    from core.topics import ANOMALIES, TX_FEATURES, TX_RAW, TX_VALID
+
+    prefix = settings.kafka_topic_prefix
+    features = (settings.topic(TX_FEATURES),)
+    return (
+        ConsumerSpec("ingest", f"{prefix}vigil-ingest", (settings.topic(TX_RAW),)),
+        # The features stage assigns its partitions (it never joins the group) but commits there.
+        ConsumerSpec("features", settings.topic("vigil-features"), (settings.topic(TX_VALID),), joins_group=False),
+        ConsumerSpec("detect-statistical", "vigil-detect-statistical", features),
+        ConsumerSpec("detect-rules", "vigil-detect-rules", features),
+        ConsumerSpec("detect-ml", "vigil-detect-ml", features),
+        ConsumerSpec("alerting", f"{prefix}{settings.alerting_consumer_group}", (settings.topic(ANOMALIES),)),
+    )
 
 
 def build_ports(settings: Settings) -> ApiPorts:
@@ -48,6 +71,7 @@ def build_ports(settings: Settings) -> ApiPorts:
         rule_engine=rule_engine,
         model_registry=MlflowModelRegistry(settings.mlflow_tracking_uri),
         scorer=scorer,
+        consumers=stream_consumers(settings),
     )
     unwired = [name for name in ("rule_engine", "model_registry", "scorer") if getattr(ports, name) is None]
     if unwired:
