@@ -14,6 +14,13 @@ import { RuleDetailPage, RulesPage } from "./pages/Rules";
 export function App() {
   const { state } = useAuth();
   const location = useLocation();
+  if (state === "restoring") {
+    return (
+      <p className="restoring" role="status">
+        Restoring your session…
+      </p>
+    );
+  }
   if (state === "anonymous") {
     // Keep the requested URL (filters included): signing in lands exactly there.
     return <LoginPage key={location.pathname} />;

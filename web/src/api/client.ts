@@ -41,32 +41,41 @@ export function toApiError(status: number, body: unknown): ApiError {
 interface ClientOptions {
   getToken: () => string | null;
   onUnauthorized: () => void;
+  /** Renews the access token from the refresh cookie; resolves null when the session is over. */
+  refresh?: () => Promise<string | null>;
   fetch?: typeof globalThis.fetch;
   baseUrl?: string;
 }
 
-export function makeClient({ getToken, onUnauthorized, fetch, baseUrl }: ClientOptions): Api {
-  const client = createClient<paths>({
-    baseUrl: baseUrl ?? window.location.origin,
-    ...(fetch ? { fetch } : {}),
-  });
-  client.use({
-    onRequest({ request }) {
-      const token = getToken();
-      if (token && !request.headers.has("Authorization")) {
-        request.headers.set("Authorization", `Bearer ${token}`);
-      }
-      return request;
-    },
-    onResponse({ response, request }) {
-      // A rejected token means the session is over; the token endpoint's own 401 is a wrong password.
-      if (response.status === 401 && !request.url.includes("/v1/auth/token")) {
-        onUnauthorized();
-      }
+// Endpoints whose 401 is an answer (wrong password, no session), never a reason to refresh.
+const AUTH_ANSWERS = ["/v1/auth/token", "/v1/auth/refresh", "/v1/auth/logout"];
+
+export function makeClient({ getToken, onUnauthorized, refresh, fetch, baseUrl }: ClientOptions): Api {
+  const send = fetch ?? ((input: Request) => globalThis.fetch(input));
+
+  // A rejected access token is renewed once from the httpOnly refresh cookie and the request
+  // retried with the new token; only when that fails is the session over.
+  async function authorisedFetch(input: Request): Promise<Response> {
+    const explicit = input.headers.has("Authorization");
+    const token = getToken();
+    const retry = input.clone();
+    if (token && !explicit) input.headers.set("Authorization", `Bearer ${token}`);
+    const response = await send(input);
+    if (response.status !== 401 || AUTH_ANSWERS.some((path) => input.url.includes(path)) || explicit) {
       return response;
-    },
-  });
-  return client;
+    }
+    const renewed = refresh ? await refresh() : null;
+    if (renewed === null) {
+      onUnauthorized();
+      return response;
+    }
+    retry.headers.set("Authorization", `Bearer ${renewed}`);
+    const second = await send(retry);
+    if (second.status === 401) onUnauthorized();
+    return second;
+  }
+
+  return createClient<paths>({ baseUrl: baseUrl ?? window.location.origin, fetch: authorisedFetch });
 }
 
 type Outcome<T> = Promise<{ data?: T; error?: unknown; response: Response }>;

@@ -20,9 +20,54 @@ export interface paths {
          *     People use `grant_type=password` with `username` and `password`; API clients use
          *     `grant_type=client_credentials` with `client_id` and `client_secret` (or HTTP Basic).
          *     Failed logins answer 401 with code `invalid_grant` or `invalid_client`; attempts are
-         *     limited per source address.
+         *     limited per source address. A password login also sets the `vigil_refresh` cookie
+         *     (httpOnly, SameSite=Strict, path `/v1/auth`) for `POST /v1/auth/refresh`.
          */
         post: operations["issue_token_v1_auth_token_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/auth/refresh": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Exchange the refresh cookie for a new access token
+         * @description For the dashboard: reads the httpOnly `vigil_refresh` cookie, answers a fresh access token
+         *     and sets the cookie's successor (each refresh token works once). Presenting a refresh token
+         *     that was already used ends every session of that login (reuse detection). 401 with code
+         *     `invalid_refresh_token` when the cookie is absent, unknown, expired, revoked or reused.
+         */
+        post: operations["refresh_v1_auth_refresh_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/auth/logout": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * End the dashboard session
+         * @description Revokes the refresh cookie's whole login (every rotated successor) and clears the cookie.
+         *     Access tokens already issued stay valid until they expire (at most `jwt_ttl_seconds`).
+         */
+        post: operations["logout_v1_auth_logout_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -690,6 +735,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/system/status": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Pipeline status: services, consumer lag, DLQ depth, throughput
+         * @description For operators and the dashboard's System health page (admin and analyst). Lag, DLQ depth and
+         *     transactions/s are pipeline-wide; anomalies in the last minute count only the token's tenants.
+         *     Cached for about 2 s.
+         */
+        get: operations["system_status_v1_system_status_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1178,6 +1245,30 @@ export interface components {
              */
             note?: string | null;
         };
+        /** ConsumerLagView */
+        ConsumerLagView: {
+            /** Group */
+            group: string;
+            /** Topics */
+            topics: string[];
+            /**
+             * State
+             * @description Kafka group state: stable, empty, rebalancing, dead, unknown ...
+             */
+            state: string;
+            /**
+             * Members
+             * @description Consumers in the group now; 0 = nobody is consuming.
+             */
+            members: number | null;
+            /**
+             * Lag
+             * @description Messages not yet committed by the group (sum over partitions).
+             */
+            lag: number | null;
+            /** Partitions */
+            partitions: number;
+        };
         /**
          * DecisionView
          * @description What the stream decided about one transaction so far.
@@ -1267,6 +1358,16 @@ export interface components {
              * @description fraud / labelled; null until something is labelled.
              */
             precision: number | null;
+        };
+        /** DlqView */
+        DlqView: {
+            /** Topic */
+            topic: string;
+            /**
+             * Depth
+             * @description Dead letters retained in the topic; null when Kafka is unreachable.
+             */
+            depth: number | null;
         };
         /**
          * EntityCases
@@ -2090,6 +2191,25 @@ export interface components {
              */
             scored_at: string;
         };
+        /** ServiceView */
+        ServiceView: {
+            /** Name */
+            name: string;
+            /**
+             * Status
+             * @description `ready`/`not_ready` from the service's /readyz; without a reachable ops endpoint, `running` when its consumer group has members, `down` when it has none, `unknown` when neither can be checked.
+             * @enum {string}
+             */
+            status: "ready" | "not_ready" | "running" | "down" | "unknown";
+            /**
+             * Checks
+             * @description The service's readiness checks (empty when not probed).
+             */
+            checks: {
+                [key: string]: boolean;
+            };
+            consumer: components["schemas"]["ConsumerLagView"] | null;
+        };
         /**
          * Severity
          * @enum {string}
@@ -2251,6 +2371,63 @@ export interface components {
              */
             generated_at: string;
         };
+        /**
+         * SystemStatusView
+         * @description The pipeline at a glance; cached for about 2 s.
+         * @example {
+         *       "degraded_detectors": [
+         *         "vigil-supervised"
+         *       ],
+         *       "dlq": {
+         *         "depth": 3,
+         *         "topic": "tx.dlq"
+         *       },
+         *       "generated_at": "2026-11-24T10:15:02Z",
+         *       "kafka_reachable": true,
+         *       "services": [
+         *         {
+         *           "checks": {
+         *             "database": true,
+         *             "model:vigil-supervised": false
+         *           },
+         *           "consumer": {
+         *             "group": "vigil-detect-ml",
+         *             "lag": 1200,
+         *             "members": 1,
+         *             "partitions": 6,
+         *             "state": "stable",
+         *             "topics": [
+         *               "tx.features"
+         *             ]
+         *           },
+         *           "name": "detect-ml",
+         *           "status": "not_ready"
+         *         }
+         *       ],
+         *       "throughput": {
+         *         "anomalies_last_minute": 12,
+         *         "transactions_per_second": 48.5
+         *       }
+         *     }
+         */
+        SystemStatusView: {
+            /**
+             * Generated At
+             * Format: date-time
+             */
+            generated_at: string;
+            /** Kafka Reachable */
+            kafka_reachable: boolean;
+            /** Services */
+            services: components["schemas"]["ServiceView"][];
+            dlq: components["schemas"]["DlqView"];
+            throughput: components["schemas"]["ThroughputView"];
+            /**
+             * Degraded Detectors
+             * @description Detectors judging nothing or running on a fallback.
+             */
+            degraded_detectors: string[];
+        };
         /** Thresholds */
         Thresholds: {
             /**
@@ -2263,6 +2440,19 @@ export interface components {
              * @description Scores at or above this are `decline`.
              */
             decline: number;
+        };
+        /** ThroughputView */
+        ThroughputView: {
+            /**
+             * Transactions Per Second
+             * @description Messages per second into tx.valid over up to the last minute; null until two samples exist.
+             */
+            transactions_per_second: number | null;
+            /**
+             * Anomalies Last Minute
+             * @description Anomalies detected in the last 60 s (your tenants only).
+             */
+            anomalies_last_minute: number;
         };
         /**
          * TokenResponse
@@ -2692,6 +2882,99 @@ export interface operations {
                 };
             };
             /** @description Invalid parameters or body; `details` lists each field. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Rate limited; see `Retry-After`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    refresh_v1_auth_refresh_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: {
+                /** @description Set by a password login; rotated on every refresh. */
+                vigil_refresh?: string | null;
+            };
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TokenResponse"];
+                };
+            };
+            /** @description Missing, expired or invalid bearer token. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Rate limited; see `Retry-After`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    logout_v1_auth_logout_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: {
+                /** @description Set by a password login; rotated on every refresh. */
+                vigil_refresh?: string | null;
+            };
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Validation Error */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -5567,6 +5850,66 @@ export interface operations {
                 };
                 content: {
                     "text/plain": string;
+                };
+            };
+        };
+    };
+    system_status_v1_system_status_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SystemStatusView"];
+                };
+            };
+            /** @description Missing, expired or invalid bearer token. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The token's role or tenants do not allow this. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Rate limited; see `Retry-After`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency is unavailable or not wired in this deployment. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };

@@ -1,11 +1,13 @@
-// Session state: the access token lives only in memory (never in storage an injected script could read).
-// The API has no refresh endpoint yet, so an expiring session asks for the password again in place,
-// keeping the page and its filters, instead of silently logging out.
+// Session state: the access token lives only in memory (never in storage an injected script could read);
+// the refresh token is an httpOnly cookie scoped to /v1/auth that scripts cannot read at all.
+// Before the access token expires (and on any 401) it is renewed silently from that cookie; a reload
+// restores the session the same way. Only when renewal fails does the page ask for the password
+// again in place, keeping the page and its filters.
 import { createContext, useCallback, useContext, useEffect, useMemo, useRef, useState, type ReactNode } from "react";
 
 import { ApiError, makeClient, unwrap, type Api, type Me } from "../api/client";
 
-export type SessionState = "anonymous" | "active" | "expired";
+export type SessionState = "restoring" | "anonymous" | "active" | "expired";
 
 interface AuthValue {
   api: Api;
@@ -23,24 +25,83 @@ const DASHBOARD_ROLES = ["admin", "analyst", "viewer"];
 export function AuthProvider({ children, fetch }: { children: ReactNode; fetch?: typeof globalThis.fetch }) {
   const token = useRef<string | null>(null);
   const [me, setMe] = useState<Me | null>(null);
-  const [state, setState] = useState<SessionState>("anonymous");
+  const [state, setState] = useState<SessionState>("restoring");
   const [expiresAt, setExpiresAt] = useState<number | null>(null);
+  const renewing = useRef<Promise<string | null> | null>(null);
 
   const expire = useCallback(() => {
     token.current = null;
     setState((current) => (current === "active" ? "expired" : current));
   }, []);
 
+  const send = useMemo(() => fetch ?? ((input: Request) => globalThis.fetch(input)), [fetch]);
+
+  // One renewal at a time: concurrent 401s share it (each refresh token works once).
+  const refresh = useCallback((): Promise<string | null> => {
+    if (renewing.current) return renewing.current;
+    const attempt = (async () => {
+      try {
+        const response = await send(
+          new Request(new URL("/v1/auth/refresh", window.location.origin), { method: "POST", credentials: "same-origin" }),
+        );
+        if (!response.ok) return null;
+        const issued = (await response.json()) as { access_token: string; expires_in: number };
+        token.current = issued.access_token;
+        setExpiresAt(Date.now() + Math.max(30, issued.expires_in - 60) * 1000);
+        return issued.access_token;
+      } catch {
+        return null;
+      } finally {
+        renewing.current = null;
+      }
+    })();
+    renewing.current = attempt;
+    return attempt;
+  }, [send]);
+
   const api = useMemo(
-    () => makeClient({ getToken: () => token.current, onUnauthorized: expire, ...(fetch ? { fetch } : {}) }),
-    [expire, fetch],
+    () => makeClient({ getToken: () => token.current, onUnauthorized: expire, refresh, ...(fetch ? { fetch } : {}) }),
+    [expire, refresh, fetch],
   );
 
+  // A reload keeps the session: the cookie survives it, the in-memory token does not.
+  useEffect(() => {
+    let cancelled = false;
+    void (async () => {
+      const renewed = await refresh();
+      if (renewed !== null) {
+        try {
+          const who = await unwrap(api.GET("/v1/auth/me"));
+          if (!cancelled && who.kind !== "client" && who.roles.some((role) => DASHBOARD_ROLES.includes(role))) {
+            setMe(who);
+            setState("active");
+            return;
+          }
+        } catch {
+          // fall through to the login form
+        }
+      }
+      if (!cancelled) setState((current) => (current === "restoring" ? "anonymous" : current));
+    })();
+    return () => {
+      cancelled = true;
+    };
+    // Once, at start.
+  }, []);
+
+  // Renew a minute before expiry; if that fails the session is over and the dialog asks again.
   useEffect(() => {
     if (state !== "active" || expiresAt === null) return undefined;
-    const timer = window.setTimeout(expire, Math.max(0, expiresAt - Date.now()));
+    const timer = window.setTimeout(
+      () => {
+        void refresh().then((renewed) => {
+          if (renewed === null) expire();
+        });
+      },
+      Math.max(0, expiresAt - Date.now()),
+    );
     return () => window.clearTimeout(timer);
-  }, [state, expiresAt, expire]);
+  }, [state, expiresAt, expire, refresh]);
 
   const login = useCallback(
     async (username: string, password: string) => {
@@ -62,8 +123,8 @@ export function AuthProvider({ children, fetch }: { children: ReactNode; fetch?:
         window.location.assign("/");
       }
       token.current = issued.access_token;
-      // Renew a little early so a request never races the expiry.
-      setExpiresAt(Date.now() + Math.max(30, issued.expires_in - 15) * 1000);
+      // Renew a minute early so a request never races the expiry.
+      setExpiresAt(Date.now() + Math.max(30, issued.expires_in - 60) * 1000);
       setMe(who);
       setState("active");
     },
@@ -75,7 +136,9 @@ export function AuthProvider({ children, fetch }: { children: ReactNode; fetch?:
     setMe(null);
     setExpiresAt(null);
     setState("anonymous");
-  }, []);
+    // Ends the refresh family server-side and clears the cookie; signing out locally does not wait for it.
+    void api.POST("/v1/auth/logout").catch(() => undefined);
+  }, [api]);
 
   const can = useCallback((permission: string) => me?.permissions.includes(permission) ?? false, [me]);
 

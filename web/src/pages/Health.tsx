@@ -1,8 +1,8 @@
-// System health from what the API exposes today: its own liveness/readiness (database, Kafka),
-// its Prometheus counters, and pipeline freshness and throughput read from the anomaly table.
+// System health: the pipeline's status from GET /v1/system/status (services, consumer lag, dead letters,
+// throughput, degraded detectors), the API's own readiness, and detections per hour.
 import { useRef } from "react";
 
-import { unwrap } from "../api/client";
+import { unwrap, type Schemas } from "../api/client";
 import { useAuth } from "../auth/AuthContext";
 import { TrendChart } from "../components/charts";
 import { Async, Card, Empty, Kpi, PageHeader } from "../components/ui";
@@ -28,8 +28,67 @@ export function sumMetric(text: string, name: string): number | null {
   return seen ? total : null;
 }
 
+type ServiceView = Schemas["ServiceView"];
+
+const SERVICE_LABEL: Record<ServiceView["status"], string> = {
+  ready: "Ready",
+  not_ready: "Not ready",
+  running: "Running",
+  down: "Down",
+  unknown: "Unknown",
+};
+
+function serviceTone(status: ServiceView["status"]): "ok" | "bad" | "warn" {
+  if (status === "ready" || status === "running") return "ok";
+  if (status === "unknown") return "warn";
+  return "bad";
+}
+
+export function ServicesTable({ services }: { services: ServiceView[] }) {
+  return (
+    <table className="table" aria-label="Stream services">
+      <thead>
+        <tr>
+          <th scope="col">Service</th>
+          <th scope="col">Status</th>
+          <th scope="col">Consumer group</th>
+          <th scope="col" className="num">
+            Consumers
+          </th>
+          <th scope="col" className="num">
+            Lag (messages)
+          </th>
+          <th scope="col">Failing checks</th>
+        </tr>
+      </thead>
+      <tbody>
+        {services.map((s) => {
+          const failing = Object.entries(s.checks)
+            .filter(([, ok]) => !ok)
+            .map(([name]) => name);
+          return (
+            <tr key={s.name} data-testid={`service-${s.name}`}>
+              <th scope="row">{s.name}</th>
+              <td>
+                <span className={`status-dot ${serviceTone(s.status)}`} aria-hidden="true" /> {SERVICE_LABEL[s.status]}
+              </td>
+              <td className="mono">{s.consumer ? `${s.consumer.group} (${s.consumer.state})` : "—"}</td>
+              <td className="num">{s.consumer?.members ?? "—"}</td>
+              <td className="num" data-testid={`lag-${s.name}`}>
+                {s.consumer?.lag === null || s.consumer?.lag === undefined ? "—" : s.consumer.lag.toLocaleString("en-GB")}
+              </td>
+              <td>{failing.length ? failing.join(", ") : "none"}</td>
+            </tr>
+          );
+        })}
+      </tbody>
+    </table>
+  );
+}
+
 export function HealthPage() {
   const { api } = useAuth();
+  const status = useApi((signal) => unwrap(api.GET("/v1/system/status", { signal })), [], REFRESH_MS);
   const ready = useApi(
     async (signal) => {
       const { data, error, response } = await api.GET("/readyz", { signal });
@@ -70,6 +129,9 @@ export function HealthPage() {
     REFRESH_MS,
   );
 
+  const totalLag = status.data
+    ? status.data.services.reduce((sum, s) => sum + (s.consumer?.lag ?? 0), 0)
+    : null;
   const latest = summary.data?.last_anomalies[0];
   const freshSeconds = latest ? (Date.now() - new Date(latest.detected_at).getTime()) / 1000 : null;
   const lastHour = (trends.data?.points ?? [])
@@ -78,8 +140,11 @@ export function HealthPage() {
 
   return (
     <>
-      <PageHeader title="System health" subtitle="Refreshed every 5 s from the API's status endpoints." />
-      <div className="kpis">
+      <PageHeader
+        title="System health"
+        subtitle={`Refreshed every 5 s from the API's status endpoints${lastHour ? ` · ${lastHour.toLocaleString("en-GB")} detections in the last hour` : ""}.`}
+      />
+      <div className="kpis" aria-live="polite">
         <Kpi
           testId="health-ready"
           label="API readiness"
@@ -94,12 +159,48 @@ export function HealthPage() {
           }
         />
         <Kpi
+          testId="health-lag"
+          label="Consumer lag"
+          value={totalLag === null ? (status.error ? "—" : "…") : totalLag.toLocaleString("en-GB")}
+          tone={totalLag === null ? "neutral" : totalLag < 10_000 ? "good" : "warn"}
+          hint={status.data ? "messages behind, all stream services" : status.error?.message}
+        />
+        <Kpi
+          testId="health-dlq"
+          label="Dead letters"
+          value={
+            status.data ? (status.data.dlq.depth === null ? "—" : status.data.dlq.depth.toLocaleString("en-GB")) : "…"
+          }
+          tone={status.data?.dlq.depth ? "warn" : status.data ? "good" : "neutral"}
+          hint={status.data ? `retained in ${status.data.dlq.topic}` : undefined}
+        />
+        <Kpi
+          testId="health-throughput"
+          label="Throughput"
+          value={
+            status.data?.throughput.transactions_per_second === null || !status.data
+              ? "…"
+              : `${status.data.throughput.transactions_per_second.toLocaleString("en-GB")} tx/s`
+          }
+          hint={
+            status.data
+              ? `${status.data.throughput.anomalies_last_minute.toLocaleString("en-GB")} anomalies in the last minute`
+              : "rate appears after the next refresh"
+          }
+        />
+        <Kpi
+          testId="health-degraded"
+          label="Degraded detectors"
+          value={status.data ? String(status.data.degraded_detectors.length) : "…"}
+          tone={status.data ? (status.data.degraded_detectors.length ? "bad" : "good") : "neutral"}
+          hint={status.data?.degraded_detectors.join(", ") || (status.data ? "every detector judging normally" : undefined)}
+        />
+        <Kpi
           label="Pipeline freshness"
           value={freshSeconds === null ? "—" : freshSeconds < 120 ? "Live" : "Stale"}
           tone={freshSeconds === null ? "neutral" : freshSeconds < 120 ? "good" : "warn"}
           hint={latest ? `last anomaly detected ${relativeTime(latest.detected_at)}` : "no anomaly detected yet"}
         />
-        <Kpi label="Anomalies, last hour" value={trends.data ? lastHour.toLocaleString("en-GB") : "…"} hint="all detectors" />
         <Kpi
           label="API requests served"
           value={metrics.data?.requests !== null && metrics.data ? metrics.data.requests.toLocaleString("en-GB") : "…"}
@@ -129,11 +230,24 @@ export function HealthPage() {
             )}
           </Async>
         </Card>
-        <Card title="Stream services, consumer lag, dead letters">
-          <Empty title="Not exposed by the API yet">
-            Per-service status, consumer lag and DLQ depth live in each service's own /metrics. The dashboard
-            shows them once the API offers a status endpoint (see docs/dashboard.md).
-          </Empty>
+        <Card title="Stream services and consumer lag" className="span-2">
+          <Async
+            value={status}
+            empty={(s) =>
+              s.services.length ? null : <Empty title="No stream services configured for this API" />
+            }
+          >
+            {(s) => (
+              <>
+                {s.kafka_reachable ? null : (
+                  <p className="state state-error" role="alert">
+                    Kafka cannot be reached from the API: lag and dead letters are unknown.
+                  </p>
+                )}
+                <ServicesTable services={s.services} />
+              </>
+            )}
+          </Async>
         </Card>
       </div>
     </>

@@ -12,8 +12,15 @@ const REFRESH_MS = 5000;
 type GroupBy = "severity" | "detector" | "family";
 
 export function OverviewPage() {
-  const { api } = useAuth();
+  const { api, can } = useAuth();
   const [groupBy, setGroupBy] = useState<GroupBy>("severity");
+  const canSeeSystem = can("system:read");
+  const status = useApi(
+    (signal) =>
+      canSeeSystem ? unwrap(api.GET("/v1/system/status", { signal })) : Promise.resolve(undefined),
+    [canSeeSystem],
+    REFRESH_MS,
+  );
   const summary = useApi((signal) => unwrap(api.GET("/v1/stats/summary", { signal })), [], REFRESH_MS);
   const timeZone = summary.data?.timezone ?? "UTC";
   const trends = useApi(
@@ -94,9 +101,17 @@ export function OverviewPage() {
         <Kpi
           testId="kpi-degraded"
           label="Degraded detectors"
-          value="n/a"
-          hint="Detector health is not exposed by the API yet"
-          tone="neutral"
+          value={canSeeSystem ? (status.data ? String(status.data.degraded_detectors.length) : status.error ? "—" : "…") : "n/a"}
+          hint={
+            !canSeeSystem
+              ? "System status needs the analyst or admin role"
+              : status.data
+                ? status.data.degraded_detectors.join(", ") || "Every detector is judging normally"
+                : status.error?.message
+          }
+          tone={
+            canSeeSystem && status.data ? (status.data.degraded_detectors.length ? "bad" : "good") : "neutral"
+          }
         />
       </div>
 

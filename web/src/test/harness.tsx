@@ -17,6 +17,7 @@ export const PERMISSIONS: Record<string, string[]> = {
   analyst: [
     "anomalies:read", "cases:read", "precision:read", "transactions:read", "stats:read", "rules:read", "models:read",
     "decisions:read", "alerts:read", "cases:write", "audit:read", "rules:write", "score", "silences:write",
+    "system:read",
   ],
   ingest: ["transactions:write", "score", "decisions:read"],
 };
@@ -63,7 +64,7 @@ export async function renderApp(path: string, api: ReturnType<typeof fakeApi>, {
     </MemoryRouter>,
   );
   if (login) {
-    await user.type(screen.getByLabelText("Username"), "ana");
+    await user.type(await screen.findByLabelText("Username"), "ana");
     await user.type(screen.getByLabelText("Password"), "correct-horse-battery");
     await user.click(screen.getByRole("button", { name: "Sign in" }));
   }
