@@ -53,7 +53,7 @@ _ENTITY_COLUMNS: Final = ("account_id", "card_id", "merchant_id", "device_id", "
 # Event time as the same float the engine uses (integer microseconds / 10**6, correctly rounded:
 # numeric -> float8 parses the exact decimal), amounts as float8, empty strings as NULL.
 _HISTORY_COLUMNS: Final = (
-    "transaction_id, occurred_at, extract(epoch FROM occurred_at)::float8 AS t, account_id, "
+    "transaction_id, extract(epoch FROM occurred_at)::float8 AS t, account_id, "
     "nullif(card_id, '') AS card_id, merchant_id, nullif(device_id, '') AS device_id, nullif(ip, '') AS ip, "
     "upper(country) AS country, amount::float8 AS amount, lat, lon"
 )
@@ -99,7 +99,8 @@ def _history_sql(entities: Sequence[str]) -> Any:
     ]
     # Release order is (event time, id), so a same-instant row with a smaller id came first.
     # UNION (not ALL): a row reached through several entities is fed to the engine once.
-    return text(f"SELECT * FROM ({' UNION '.join(parts)}) AS history ORDER BY occurred_at, transaction_id")
+    # `t` orders exactly like occurred_at (whole microseconds, correctly rounded, so monotonic).
+    return text(f"SELECT * FROM ({' UNION '.join(parts)}) AS history ORDER BY t, transaction_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +155,7 @@ class HistoryReader:
             raise ScoringError(f"history could not be read: {type(exc).__name__}") from exc
         if not rows:
             return History([], Batch.empty())
-        ids, _at, times, accounts, cards, merchants, devices, ips, countries, amounts, lats, lons = map(
+        ids, times, accounts, cards, merchants, devices, ips, countries, amounts, lats, lons = map(
             list, zip(*rows, strict=True)
         )
         for i, (lat, lon) in enumerate(zip(lats, lons, strict=True)):
