@@ -10,7 +10,12 @@ from vigil.commands import settings_of as _settings
 
 
 @click.command("detect-statistical")
-@click.option("--group", default="vigil-detect-statistical", show_default=True, help="Kafka consumer group.")
+@click.option(
+    "--group",
+    default="vigil-detect-statistical",
+    show_default=True,
+    help="Kafka consumer group (behind the topic prefix, like the topics).",
+)
 @click.pass_context
 def detect_statistical(ctx: click.Context, group: str) -> None:
     """Score tx.features with z-score, robust z and IQR detectors; write anomalies."""

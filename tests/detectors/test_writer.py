@@ -1,0 +1,101 @@
+"""The anomaly writer's fast path (rows from detector columns) against the model path, replays, and wiring."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import Engine, text
+
+from core import metrics
+from core.contracts import Anomaly, DetectorFamily
+from core.detection import (
+    AnomalyWriter,
+    DetectionHandler,
+    Detections,
+    FeatureBatch,
+    Thresholds,
+    anomaly_message,
+    anomaly_row,
+    detect_batch,
+    prefixed_group,
+)
+from core.kafka import DeliveringProducer, read_all
+from core.settings import Settings, load_settings
+from core.topics import ANOMALIES
+from detectors import statistical_detectors
+from tests.detectors.factories import labelled_batch
+
+SETTINGS = load_settings(environment="test")
+NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
+
+
+def _detections(size: int = 400, seed: int = 3) -> Detections:
+    vectors, _ = labelled_batch(seed=seed, size=size, outlier_share=0.2)
+    return detect_batch(
+        detectors=statistical_detectors(settings=SETTINGS),
+        batch=FeatureBatch(vectors),
+        thresholds=Thresholds(),
+        now=NOW,
+    )
+
+
+def test_rows_and_messages_match_the_validated_models() -> None:
+    detections = _detections()
+    models = detections.anomalies()
+    assert len(models) == len(detections) > 20
+    assert detections.rows() == [anomaly_row(a) for a in models], "the fast path must store what the models hold"
+    for model, row in zip(models, detections.rows(), strict=True):
+        assert Anomaly.model_validate_json(anomaly_message(row)) == model
+
+
+def test_group_ids_get_the_topic_prefix_once() -> None:
+    settings = SETTINGS.model_copy(update={"kafka_topic_prefix": "staging."})
+    assert prefixed_group(settings, "vigil-detect-statistical") == "staging.vigil-detect-statistical"
+    assert prefixed_group(settings, "staging.vigil-detect-rules") == "staging.vigil-detect-rules"
+
+
+def test_end_to_end_latency_is_labelled_by_detector_family() -> None:
+    vectors, _ = labelled_batch(seed=1, size=3)
+    vectors = [
+        v.model_copy(update={"transaction": v.transaction.model_copy(update={"ingested_at": NOW})}) for v in vectors
+    ]
+
+    def count(label: str) -> float:
+        return sum(
+            s.value
+            for family in metrics.END_TO_END_LATENCY.collect()
+            for s in family.samples
+            if s.name.endswith("_count") and s.labels.get("detector_family") == label
+        )
+
+    before = count(DetectorFamily.STATISTICAL.value)
+    DetectionHandler._observe_latency(vectors, families={DetectorFamily.STATISTICAL.value})
+    assert count(DetectorFamily.STATISTICAL.value) - before == 3
+    assert count("detect-statistical") == 0, "the dashboard groups by family, not by service"
+
+
+@pytest.mark.integration
+def test_replays_and_overlaps_insert_only_new_rows_and_count_cases_once(topics: Settings, db: Engine) -> None:
+    writer = AnomalyWriter(
+        engine=db, producer=DeliveringProducer(topics, service="test"), settings=topics, service="test"
+    )
+    rows = _detections().rows()
+    first, rest = rows[: len(rows) // 2], rows[len(rows) // 2 :]
+    assert writer.write_rows(first) == len(first)  # fast path: COPY straight into the table
+    assert writer.write_rows(first + rest + rest[:5]) == len(rest), "overlap: only the new rows, each once"
+    assert writer.write_rows(rows) == 0, "a full replay inserts nothing"
+    with db.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM anomalies")).scalar_one() == len(rows)
+        cases: dict[str, int] = dict(connection.execute(text("SELECT transaction_id, anomaly_count FROM cases")).all())
+        severities: dict[str, str] = dict(
+            connection.execute(text("SELECT transaction_id, max_severity FROM cases")).all()
+        )
+    expected: dict[str, int] = {}
+    for row in rows:
+        expected[row[4]] = expected.get(row[4], 0) + 1
+    assert cases == expected, "cases count every anomaly once, however often the batch is replayed"
+    critical = {row[4] for row in rows if row[12] == "critical"}
+    assert {tx for tx, severity in severities.items() if severity == "critical"} == critical
+    published = [Anomaly.model_validate_json(m.value() or b"") for m in read_all(topics, topics.topic(ANOMALIES))]
+    assert {a.anomaly_id for a in published} == {row[0] for row in rows}, "replays publish again; consumers dedup"
