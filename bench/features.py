@@ -14,6 +14,7 @@ Needs the local stack (`vigil stack up`); uses its own topics and a scratch data
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import random
 import time
@@ -30,8 +31,8 @@ from core.kafka import DeliveringProducer, StopFlag, client_config, ensure_topic
 from core.migrate import upgrade
 from core.settings import Settings, load_settings
 from core.topics import STREAM_TOPICS, TX_VALID
-from features.codec import Tx, decode_transaction, encode_vectors
-from features.engine import Batch, FeatureEngine
+from features.codec import Tx, batch_of, decode_transaction, encode_vectors
+from features.engine import FeatureEngine
 from features.ordering import Sequencer
 from features.service import FeatureStage, StageOptions, pack_state
 
@@ -72,17 +73,21 @@ def make_transactions(count: int, *, accounts: int, merchants: int, seed: int, s
 
 
 def compute_only(engine: FeatureEngine, messages: list[bytes], batch_size: int) -> tuple[float, float]:
-    """(wall, CPU) seconds to decode, order, compute and encode `messages` in micro-batches (no broker)."""
+    """(wall, CPU) seconds to decode, order, compute and encode `messages` in micro-batches (no broker).
+
+    The same calls as `FeatureStage.step` without the broker: decode, sequence, compute, encode.
+    """
     sequencer: Sequencer[Tx] = Sequencer(partitions=[0], allowed_lateness=10.0)
     started, cpu = time.perf_counter(), time.process_time()
     for begin in range(0, len(messages), batch_size):
         chunk = messages[begin : begin + batch_size]
+        entries = []
         for offset, raw in enumerate(chunk, start=begin):
             tx = decode_transaction(raw)
-            sequencer.offer(partition=0, offset=offset, time=tx.time, transaction_id=tx.transaction_id, item=tx)
-        released = [e.item for e in sequencer.release(idle=[0] if begin + batch_size >= len(messages) else [])]
-        batch = Batch.of(released, [True] * len(released))
-        rows = engine.compute(batch)
+            entries.append((tx.time, tx.transaction_id, 0, offset, tx))
+        sequencer.offer_entries(entries)
+        released = [e[4] for e in sequencer.release_entries(idle=[0] if begin + batch_size >= len(messages) else [])]
+        rows = engine.compute(batch_of(released, [True] * len(released)))
         encode_vectors([tx.raw for tx in released], rows, [False] * len(released))
     return time.perf_counter() - started, time.process_time() - cpu
 
@@ -112,6 +117,7 @@ def through_kafka(
     stage._restore()
     if engine is not None:
         stage._engine = engine  # warm state: every account and merchant already known (sustained rate)
+    stage.settle_memory()  # as `FeatureStage.run` does after a restore
     started, cpu = time.perf_counter(), time.process_time()
     while stage.emitted < len(messages):
         stage.step()
@@ -147,6 +153,8 @@ def main() -> None:
     compute_only(engine, warmup[:20_000], args.batch_size)  # JIT warm-up (cached kernels load)
     engine = FeatureEngine()
     compute_only(engine, warmup, args.batch_size)  # state for every account/merchant exists
+    gc.collect()
+    gc.freeze()  # as the stage does after a restore and after each snapshot (FeatureStage.settle_memory)
     wall, cpu = compute_only(engine, measured, args.batch_size)
     _report("compute (one core, no broker)", len(measured), wall, cpu)
 

@@ -18,6 +18,8 @@ from typing import Any, Final
 
 import numpy as np
 import orjson
+from numba import types as numba_types
+from numba.typed import Dict as NumbaDict
 
 from features import kernels
 from features.errors import FeaturesError
@@ -39,6 +41,16 @@ _RING: Final = int(_COUNTS.sum())
 _EMPTY_BUCKET: Final = np.iinfo(np.int32).min // 2
 _PAIR_SHIFT: Final = 1 << 32
 _STATE_FORMAT: Final = 1
+_PAIR_NAMES: Final = ("merchant", "country", "device", "ip")
+_PAIR_BYTES: Final = 48  # a Numba typed dict entry: key, value, hash and index slots
+
+
+def _pair_map(items: dict[int, float] | None = None) -> Any:
+    """An empty (or filled) pair map: a Numba typed dict int64 -> float64."""
+    seen = NumbaDict.empty(key_type=numba_types.int64, value_type=numba_types.float64)
+    for key, value in (items or {}).items():
+        seen[key] = value
+    return seen
 
 
 def epoch_seconds(moment: datetime) -> float:
@@ -122,7 +134,9 @@ class _Kind:
     """Slots and window/history state of one entity kind (account, card, ...)."""
 
     def __init__(self, capacity: int = 1024, *, distinct: bool = False) -> None:
-        self.slots: dict[str, int] = {}
+        # Key -> slot, with None -> -1 so a whole column is looked up by one C-level map().
+        self.slots: dict[str | None, int] = {None: -1}
+        self.names: list[str] = []  # key of each slot, in slot order
         self.capacity = 0
         # Compact dtypes: bucket ids fit int32 (bucket widths >= 5 min) and counts are exact in float32
         # up to 16M per bucket; amounts stay float64 so sums and maxima are exact to the cent.
@@ -163,31 +177,36 @@ class _Kind:
             setattr(self, name, new)
         self.capacity = capacity
 
-    def slots_of(self, keys: list[str] | list[str | None]) -> list[int]:
+    def slots_of(self, keys: list[str] | list[str | None]) -> np.ndarray:
         """Slot of each key (new keys get the next slot; None -> -1)."""
         slots = self.slots
-        out: list[int] = []
-        append = out.append
-        for key in keys:
-            if key is None:
-                append(-1)
-                continue
-            slot = slots.get(key)
-            if slot is None:
-                slot = slots[key] = len(slots)
-            append(slot)
-        return out
+        found: list[int | None] = list(map(slots.get, keys))
+        if None in found:  # new keys: rare once the state is warm
+            names = self.names
+            for index, slot in enumerate(found):
+                if slot is None:
+                    key = keys[index]
+                    slot = slots.get(key)
+                    if slot is None:
+                        slot = slots[key] = len(names)
+                        names.append(str(key))
+                    found[index] = slot
+        return np.array(found, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.names)
 
     def ensure_capacity(self) -> None:
-        if len(self.slots) > self.capacity:
-            self._grow(max(len(self.slots), self.capacity * 3 // 2))
+        if len(self.names) > self.capacity:
+            self._grow(max(len(self.names), self.capacity * 3 // 2))
 
     def arrays(self) -> dict[str, np.ndarray]:
-        size = len(self.slots)
+        size = len(self.names)
         return {name: getattr(self, name)[:size] for name in self._FILL}
 
     def load(self, arrays: dict[str, np.ndarray], names: list[str]) -> None:
-        self.slots = {name: slot for slot, name in enumerate(names)}
+        self.names = list(names)
+        self.slots = {None: -1, **{name: slot for slot, name in enumerate(names)}}
         self.capacity = 0
         for name in self._FILL:
             setattr(self, name, arrays[name].copy())
@@ -275,13 +294,9 @@ class FeatureEngine:
         self.extras = _AccountExtras()
         self.extras.resize(self.kinds["account"].capacity)
         self.countries: dict[str, int] = {}
-        # Pair key -> event time the pair was last seen (first-seen flags and distinct counts).
-        self.pairs: dict[str, dict[int, float]] = {
-            "merchant": {},
-            "country": {},
-            "device": {},
-            "ip": {},
-        }
+        # Pair key -> event time the pair was last seen (first-seen flags and distinct counts),
+        # in Numba typed dicts the kernels update without a Python object per pair.
+        self.pairs: dict[str, Any] = {name: _pair_map() for name in _PAIR_NAMES}
         self.processed = 0
 
     @property
@@ -306,22 +321,24 @@ class FeatureEngine:
             kind.ensure_capacity()
         self.extras.resize(kinds["account"].capacity)
         countries = self.countries
-        country_ids = [countries.setdefault(c, len(countries)) for c in batch.countries]
-        accounts, _cards, merchants, devices, ips = slot_columns
-        apply = batch.apply
+        found: list[int | None] = list(map(countries.get, batch.countries))
+        if None in found:
+            found = [countries.setdefault(c, len(countries)) for c in batch.countries]
+        country_ids = np.array(found, dtype=np.int64)
+        account_slots, _cards, merchants, device_slots, ip_slots = slot_columns
         times = batch.times
-        prev_merchant = self._pair_times("merchant", accounts, merchants, times, apply)
-        prev_country = self._pair_times("country", accounts, country_ids, times, apply)
-        prev_device = self._pair_times("device", accounts, devices, times, apply)
-        prev_ip = self._pair_times("ip", accounts, ips, times, apply)
-
         t = np.array(times, dtype=np.float64)
+        ok = np.array(batch.apply, dtype=np.bool_)
+        prev_merchant = self._pair_times("merchant", account_slots, merchants, t, ok)
+        prev_country = self._pair_times("country", account_slots, country_ids, t, ok)
+        prev_device = self._pair_times("device", account_slots, device_slots, t, ok)
+        prev_ip = self._pair_times("ip", account_slots, ip_slots, t, ok)
+
         x = np.array(batch.amounts, dtype=np.float64)
-        ok = np.array(apply, dtype=np.bool_)
         out[:, 0] = x
         out[:, 1] = np.floor((t % 86_400.0) / 3_600.0)
         for index, kind in enumerate(kinds.values()):
-            slots = np.array(slot_columns[index], dtype=np.int64)
+            slots = slot_columns[index]
             kernels.entity_windows(
                 t,
                 x,
@@ -342,7 +359,6 @@ class FeatureEngine:
                 out,
                 2 + index * ENTITY_FEATURE_COUNT,
             )
-        account_slots = np.array(accounts, dtype=np.int64)
         account = kinds["account"]
         kernels.distinct_24h(
             t,
@@ -367,7 +383,6 @@ class FeatureEngine:
             _DISTINCT_COUNTRIES,
             _NEW_COUNTRY,
         )
-        device_slots = np.array(devices, dtype=np.int64)
         # account_new_device: a pair that exists only when there is a device.
         kernels.distinct_24h(
             t,
@@ -382,7 +397,7 @@ class FeatureEngine:
         )
         kernels.distinct_24h(
             t,
-            np.array(ips, dtype=np.int64),
+            ip_slots,
             prev_ip,
             ok,
             kinds["ip"].dist_id,
@@ -391,8 +406,9 @@ class FeatureEngine:
             _IP_ACCOUNTS,
             -1,
         )
-        lats = np.array([np.nan if v is None else v for v in batch.lats], dtype=np.float64)
-        lons = np.array([np.nan if v is None else v for v in batch.lons], dtype=np.float64)
+        # NumPy turns None into NaN for a float dtype (no located payment).
+        lats = np.array(batch.lats, dtype=np.float64)
+        lons = np.array(batch.lons, dtype=np.float64)
         kernels.account_extras(
             t,
             x,
@@ -414,37 +430,26 @@ class FeatureEngine:
         return out
 
     def _pair_times(
-        self,
-        name: str,
-        accounts: Sequence[int],
-        partners: Sequence[int],
-        times: Sequence[float],
-        apply: Sequence[bool],
+        self, name: str, accounts: np.ndarray, partners: np.ndarray, times: np.ndarray, apply: np.ndarray
     ) -> np.ndarray:
         """Previous sighting of each (account, partner) pair (NaN when new), recording this one."""
         seen = self.pairs[name]
+        if isinstance(seen, dict):  # an engine assembled by hand (vigil.scoring.small_engine) starts with {}
+            seen = self.pairs[name] = _pair_map(seen)
         previous = np.full(len(accounts), np.nan)
-        for i, (account, partner) in enumerate(zip(accounts, partners, strict=True)):
-            if partner < 0:
-                continue
-            key = account * _PAIR_SHIFT + partner
-            last = seen.get(key)
-            if last is not None:
-                previous[i] = last
-            if apply[i] and (last is None or times[i] > last):
-                seen[key] = times[i]
+        kernels.pair_times(seen, accounts, partners, times, apply, _PAIR_SHIFT, previous)
         return previous
 
     # --- state size and snapshots ---------------------------------------------------------
 
     def entity_counts(self) -> dict[str, int]:
-        return {name: len(kind.slots) for name, kind in self.kinds.items()}
+        return {name: len(kind) for name, kind in self.kinds.items()}
 
     def state_bytes(self) -> int:
         """Bytes held by the live state (arrays at capacity plus an estimate for the dicts)."""
         arrays = sum(kind.nbytes() for kind in self.kinds.values()) + self.extras.nbytes()
-        slot_maps = sum(len(kind.slots) for kind in self.kinds.values()) * 100
-        pairs = sum(len(pairs) for pairs in self.pairs.values()) * 100
+        slot_maps = sum(len(kind) for kind in self.kinds.values()) * 100
+        pairs = sum(len(pairs) for pairs in self.pairs.values()) * _PAIR_BYTES
         return arrays + slot_maps + pairs
 
     def to_bytes(self) -> bytes:
@@ -467,11 +472,12 @@ class FeatureEngine:
         for kind_name, kind in self.kinds.items():
             for name, array in kind.arrays().items():
                 arrays[f"{kind_name}.{name}"] = array.copy()
-            names[kind_name] = list(kind.slots)
-        arrays.update({k: v.copy() for k, v in self.extras.arrays(len(self.kinds["account"].slots)).items()})
-        for pair_name, pairs in self.pairs.items():
-            arrays[f"pairs.{pair_name}.keys"] = np.fromiter(pairs.keys(), dtype=np.int64, count=len(pairs))
-            arrays[f"pairs.{pair_name}.times"] = np.fromiter(pairs.values(), dtype=np.float64, count=len(pairs))
+            names[kind_name] = list(kind.names)
+        arrays.update({k: v.copy() for k, v in self.extras.arrays(len(self.kinds["account"])).items()})
+        for pair_name in _PAIR_NAMES:
+            keys, times = self.pair_arrays(pair_name)
+            arrays[f"pairs.{pair_name}.keys"] = keys
+            arrays[f"pairs.{pair_name}.times"] = times
         return StateCopy(header=names, arrays=arrays)
 
     @classmethod
@@ -494,8 +500,18 @@ class FeatureEngine:
                 names[kind_name],
             )
         engine.extras.load(arrays, engine.kinds["account"].capacity)
-        for pair_name in engine.pairs:
-            keys = arrays[f"pairs.{pair_name}.keys"].tolist()
-            times = arrays[f"pairs.{pair_name}.times"].tolist()
-            engine.pairs[pair_name] = dict(zip(keys, times, strict=True))
+        for pair_name in _PAIR_NAMES:
+            kernels.pair_load(
+                engine.pairs[pair_name], arrays[f"pairs.{pair_name}.keys"], arrays[f"pairs.{pair_name}.times"]
+            )
         return engine
+
+    def pair_arrays(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(pair keys, last-seen times) of one pair map, as new arrays."""
+        seen = self.pairs[name]
+        if isinstance(seen, dict):
+            return np.fromiter(seen, dtype=np.int64, count=len(seen)), np.fromiter(
+                seen.values(), dtype=np.float64, count=len(seen)
+            )
+        keys, times = kernels.pair_arrays(seen)
+        return keys, times

@@ -10,6 +10,7 @@ online, offline and after a restore.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -119,6 +120,50 @@ def entity_windows(
             hist_mean[s] += delta / hn
             hist_m2[s] += delta * (x - hist_mean[s])
             hist_n[s] = hn
+
+
+@njit(cache=True)
+def pair_times(
+    seen: Any,
+    accounts: np.ndarray,
+    partners: np.ndarray,
+    times: np.ndarray,
+    apply: np.ndarray,
+    shift: int,
+    previous: np.ndarray,
+) -> None:
+    """Previous sighting of each (account, partner) pair into `previous` (NaN when new), recording this one.
+
+    `seen` is a Numba typed dict (pair key -> event time last seen): ~40 bytes a pair and no
+    Python objects per lookup. A partner < 0 means the pair does not exist (e.g. no device).
+    """
+    for i in range(accounts.shape[0]):
+        partner = partners[i]
+        if partner < 0:
+            continue
+        key = accounts[i] * shift + partner
+        last = seen.get(key, np.nan)
+        previous[i] = last
+        if apply[i] and (math.isnan(last) or times[i] > last):
+            seen[key] = times[i]
+
+
+@njit(cache=True)
+def pair_arrays(seen: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Keys and times of a pair map, for snapshots."""
+    keys = np.empty(len(seen), dtype=np.int64)
+    times = np.empty(len(seen), dtype=np.float64)
+    for index, (key, value) in enumerate(seen.items()):
+        keys[index] = key
+        times[index] = value
+    return keys, times
+
+
+@njit(cache=True)
+def pair_load(seen: Any, keys: np.ndarray, times: np.ndarray) -> None:
+    """Insert snapshot arrays into a pair map."""
+    for index in range(keys.shape[0]):
+        seen[keys[index]] = times[index]
 
 
 @njit(cache=True)

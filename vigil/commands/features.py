@@ -47,6 +47,14 @@ from vigil.commands import settings_of as _settings
     type=click.FloatRange(0.1),
     help="Seconds between state snapshots (a restart replays at most this much).",
 )
+@click.option(
+    "--output-compression",
+    default="none",
+    show_default=True,
+    type=click.Choice(["none", "lz4", "zstd", "snappy", "gzip"]),
+    envvar="VIGIL_FEATURES_OUTPUT_COMPRESSION",
+    help="Compression of tx.features batches: none spends bytes on the broker, lz4 ~2.6x the producer CPU.",
+)
 @click.pass_context
 def run_features(
     ctx: click.Context,
@@ -55,6 +63,7 @@ def run_features(
     allowed_lateness: float,
     idle_seconds: float,
     snapshot_interval: float,
+    output_compression: str,
 ) -> None:
     """Consume tx.valid, publish one FeatureVector per transaction to tx.features."""
     from core import metrics
@@ -71,6 +80,7 @@ def run_features(
         allowed_lateness=allowed_lateness,
         idle_seconds=idle_seconds,
         snapshot_interval=snapshot_interval,
+        output_compression=output_compression,
     )
     stop = StopFlag()
     stop.install()
