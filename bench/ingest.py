@@ -44,6 +44,31 @@ def _cpu_seconds(pid: int, *, thread: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
 
 
+def _threads_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """CPU seconds per thread of a process: {thread id: (thread name, seconds)}."""
+    threads: dict[int, tuple[str, float]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            name = (task / "comm").read_text().strip()
+            threads[int(task.name)] = (name, _cpu_seconds(pid, thread=int(task.name)))
+    return threads
+
+
+def _by_role(pid: int, before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds spent between two snapshots by thread role (librdkafka names its threads rdk:*)."""
+    roles: dict[str, float] = {}
+    for tid, (name, seconds) in after.items():
+        spent = seconds - before.get(tid, (name, 0.0))[1]
+        if tid == pid:
+            role = "batch loop"
+        elif name.startswith("rdk:"):
+            role = "librdkafka"
+        else:
+            role = "other Python threads"  # the database writer, the DLQ depth probe
+        roles[role] = roles.get(role, 0.0) + spent
+    return roles
+
+
 def _others_cpu(admin_url: str, database: str, kafka_pid: int | None) -> tuple[float, float]:
     """CPU seconds so far of the PostgreSQL backends serving `database`, and of the Kafka broker."""
     backends = 0.0
@@ -106,6 +131,7 @@ def main() -> None:
     parser.add_argument("--invalid-share", type=float, default=0.01)
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--profile", type=Path, help="run the service under cProfile, writing stats to this file")
     args = parser.parse_args()
 
     base = load_settings(environment="test", log_format="text")
@@ -141,11 +167,16 @@ def main() -> None:
             "VIGIL_LOG_LEVEL": "WARNING",
         }
         vigil = Path(sys.executable).with_name("vigil")
-        process = subprocess.Popen([str(vigil), "run", "ingest", "--instance-id", "bench"], env=env)
+        command = [str(vigil), "run", "ingest", "--instance-id", "bench"]
+        if args.profile is not None:
+            # The batch-loop (main) thread only: cProfile does not follow other threads.
+            command = [sys.executable, "-m", "cProfile", "-o", str(args.profile), *command]
+        process = subprocess.Popen(command, env=env)
         probe = Consumer(client_config(settings, **{"group.id": consumer_group(settings)}))
         topic = settings.topic(TX_RAW)
         partitions = [TopicPartition(topic, p) for p in range(args.partitions)]
         samples: list[tuple[float, int, float, float]] = []
+        threads: list[dict[int, tuple[str, float]]] = []
         others: list[tuple[float, float]] = []
         bench_url = admin_url.set(database=database).render_as_string(hide_password=False)
         kafka_pid = _kafka_pid(settings)
@@ -158,6 +189,7 @@ def main() -> None:
             )
             if (done > 0 and not others) or done >= total:
                 others.append(_others_cpu(bench_url, database, kafka_pid))
+                threads.append(_threads_cpu(process.pid))
             if done >= total:
                 break
             if process.poll() is not None:
@@ -179,6 +211,10 @@ def main() -> None:
         print(
             f"batch-loop thread CPU: {loop_cpu:.1f}s; {records / loop_cpu:,.0f} records per CPU-second of that thread"
         )
+        if len(threads) == 2:
+            roles = sorted(_by_role(process.pid, *threads).items(), key=lambda item: -item[1])
+            shares = ", ".join(f"{role} {spent:.1f}s" for role, spent in roles if spent >= 0.05)
+            print(f"ingest CPU by thread: {shares}")
         if len(others) == 2:
             pg_cpu = others[1][0] - others[0][0]
             broker_cpu = others[1][1] - others[0][1]

@@ -74,6 +74,11 @@ class TransactionalProducer(DeliveringProducer):
         if not self._open:
             return
         self._unconfirmed.clear()
+        # Wait for what is in flight first: aborting while the partitions of just-produced messages
+        # are still being added to the transaction makes the coordinator answer INVALID_TXN_STATE,
+        # which librdkafka treats as fatal (librdkafka issue #4849; measured here: 1 abort in ~20
+        # right after a commit, none of 160 after a flush). Delivery errors do not matter: it aborts.
+        self._producer.flush(TRANSACTION_CALL_TIMEOUT_SECONDS)
         self._call(self._producer.abort_transaction, TRANSACTION_CALL_TIMEOUT_SECONDS)
         self._open = False
 

@@ -9,6 +9,10 @@ Per micro-batch (the checkpoint order every step relies on):
    visible to read_committed readers yet); commit the database transaction;
 4. add dead letters and the consumer offsets to the Kafka transaction; commit it.
 
+Steps 2-4 run on one writer thread, one batch at a time in consumption order, while the
+batch-loop thread validates the next batch (`IngestHandler`); a batch whose effects fail
+holds back every batch behind it until it is written.
+
 A crash before the database commit replays the batch from scratch, and the next instance
 aborts the open Kafka transaction. A crash between the two commits leaves rows whose
 `source_ref` names their own record, so the replay produces them again instead of calling
@@ -28,6 +32,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
+from queue import SimpleQueue
 from typing import Any, Final, NamedTuple
 
 import orjson
@@ -48,7 +53,7 @@ from core.kafka import (
 )
 from core.settings import Settings
 from core.topics import STREAM_TOPICS, TX_DLQ, TX_RAW, TX_VALID
-from ingestion.errors import FatalIngestionError
+from ingestion.errors import FatalIngestionError, IngestionError
 from ingestion.producer import TransactionalProducer
 from ingestion.reasons import RejectReason
 from ingestion.store import Candidate, Decision, Outcome, TransactionStore, source_ref
@@ -83,8 +88,37 @@ def default_instance_id() -> str:
     return socket.gethostname()
 
 
+class _Batch:
+    """One batch on its way from the batch-loop thread (validation) to the writer thread (effects)."""
+
+    def __init__(self, messages: list[Message]) -> None:
+        self.messages = messages
+        self.ingested_at = datetime.now(UTC)
+        # Validated slices, in order, then _END (all fed) or _ABANDON (validation itself failed).
+        self.slices: SimpleQueue[tuple[list[Candidate], list[Message]] | str] = SimpleQueue()
+        # Set by the batch-loop thread before it puts _END (the queue orders the hand-over).
+        self.letters: list[_Letter] = []
+        self.offsets: list[TopicPartition] = []
+        self.group_metadata: object = None
+
+
+_END: Final = "end"
+_ABANDON: Final = "abandon"
+
+
+class _AbandonedError(IngestionError):
+    """A batch not written because validation or an earlier batch failed (it is processed again)."""
+
+
 class IngestHandler:
-    """The `BatchHandler` of the ingest service (see the module docstring for the protocol)."""
+    """The `BatchHandler` of the ingest service (see the module docstring for the protocol).
+
+    Two threads: the batch-loop thread validates batch N+1 while one writer thread makes
+    batch N's effects durable (database write and commit, then the Kafka commit). Effects stay
+    strictly ordered: the writer runs one batch at a time, in consumption order, so every
+    batch still commits its rows before its Kafka transaction, and no Kafka transaction
+    commits offsets past a batch whose own transaction did not commit (see `process`).
+    """
 
     def __init__(
         self,
@@ -105,15 +139,95 @@ class IngestHandler:
         self._valid_topic = settings.topic(TX_VALID)
         self._max_bytes = settings.max_message_bytes
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-db")
+        self._pending: tuple[_Batch, Future[None]] | None = None  # handed to the writer, not yet confirmed
+        self._redo: list[Message] = []  # the first batch whose effects failed: written again before anything
+        self._failed = False  # set by the writer when a batch fails; later batches are abandoned
         self.fatal: FatalIngestionError | None = None
 
     def process(self, messages: list[Message]) -> None:
+        """Validate `messages` and hand them to the writer; returns once the previous batch is durable.
+
+        So when this returns, this batch's effects may still be in flight: `BatchLoop`'s own
+        offset commit is skipped (`_IngestConsumer`), offsets only ever commit inside the Kafka
+        transaction of the batch that produced the output. If the previous batch failed, this
+        one was abandoned unwritten (its offsets would cover the failed records): the failed
+        batch is written again first, on its own, and then this one when `BatchLoop` retries.
+        """
         if self.fatal is not None:
             raise self.fatal
-        ingested_at = datetime.now(UTC)
+        if self._redo:
+            self._write_redo()
+        handed = self._hand_over(messages)
+        previous, self._pending = self._pending, handed
+        if previous is not None and previous[1].exception() is not None:  # waits for it
+            self._settle(previous)
+            raise IngestionError("the previous batch failed; it is written again before this one")
+        if self.fatal is not None:
+            raise self.fatal
+
+    def idle(self) -> None:
+        """`BatchLoop`'s idle hook: with no new records to trigger it, retry a batch that failed."""
+        pending = self._pending
+        if pending is not None and pending[1].done():
+            self._settle(pending)
+        if self._redo and self.fatal is None:
+            try:
+                self._write_redo()
+            except Exception as exc:  # logged by the writer; retried at the next idle or batch
+                log.debug("retrying the failed batch did not succeed", extra={"error": repr(exc)})
+
+    def _hand_over(self, messages: list[Message]) -> tuple[_Batch, Future[None]]:
+        batch = _Batch(messages)
+        future = self._writer.submit(self._write, batch)
+        try:
+            # The writer starts on slice k while this thread validates slice k+1.
+            for chunk in _slices(messages):
+                candidates, sources, refused = self._validate(chunk)
+                batch.letters.extend(refused)
+                batch.slices.put((candidates, sources))
+            batch.offsets = offsets_after(messages)
+            batch.group_metadata = self._consumer.consumer_group_metadata()
+        except BaseException:
+            batch.slices.put(_ABANDON)
+            self._settle(self._pending)  # not handed over: BatchLoop retries the same records
+            raise
+        batch.slices.put(_END)
+        return batch, future
+
+    def _write_redo(self) -> None:
+        """Write the failed batch again, alone, and wait for it: what follows it waits until it succeeds."""
+        handed = self._hand_over(self._redo)  # nothing is pending while there is something to redo
+        wait([handed[1]])
+        self._settle(handed)
+        if self._redo:
+            raise IngestionError("the failed batch failed again")
+
+    def _settle(self, previous: tuple[_Batch, Future[None]] | None) -> None:
+        """Wait until the writer is idle; if `previous` failed, it is the batch to write again."""
+        self._pending = None
+        self._writer.submit(_nothing).result()  # the writer runs in order: all earlier work is over
+        if previous is not None:
+            failed = previous[1].exception() is not None
+            self._redo = previous[0].messages if failed else []
+        self._failed = False
+
+    def _write(self, batch: _Batch) -> None:
+        """The writer thread's part: database, then Kafka; one batch at a time, in order."""
+        if self._failed:
+            raise _AbandonedError("an earlier batch failed; this one is processed again after it")
+        try:
+            self._write_batch(batch)
+        except BaseException as exc:
+            self._failed = True  # before this future completes, so the next batch sees it
+            if not isinstance(exc, _AbandonedError):  # BatchLoop counts the failure when `process` reports it
+                log.warning("batch failed; it is processed again: %r", exc)
+            raise
+
+    def _write_batch(self, batch: _Batch) -> None:
         producer = self._producer
         send = producer.send
         topic = self._valid_topic
+        ingested_at = batch.ingested_at
         batch_time = utc_text(ingested_at)
 
         def publish(candidate: Candidate, stored_at: datetime) -> None:
@@ -122,23 +236,23 @@ class IngestHandler:
             stamp = batch_time if stored_at is ingested_at else utc_text(stored_at)
             send(topic, encode_valid(valid, ingested_at=stamp), key=valid.account_id)
 
-        letters: list[_Letter] = []
-        slices: list[tuple[list[Candidate], list[Message]]] = []
-        writes: list[Future[list[Decision]]] = []
         session = self._store.session(ingested_at=ingested_at, publish=publish)
         try:
             producer.begin()
-            # Pipeline: the database thread writes slice k while this thread validates slice k+1.
-            for chunk in _slices(messages):
-                candidates, sources, refused = self._validate(chunk)
-                letters.extend(refused)
-                slices.append((candidates, sources))
-                writes.append(self._writer.submit(session.write, candidates))
-            decided = _results(writes)
+            written: list[tuple[list[Candidate], list[Message], list[Decision]]] = []
+            while True:
+                item = batch.slices.get()
+                if item == _END:
+                    break
+                if isinstance(item, str):
+                    raise _AbandonedError("validation of the batch failed")
+                candidates, sources = item
+                written.append((candidates, sources, session.write(candidates)))
             session.commit()
+            letters = batch.letters
             inserted: list[Valid] = []
             replayed = 0
-            for (candidates, sources), decisions in zip(slices, decided, strict=True):
+            for candidates, sources, decisions in written:
                 for candidate, message, decision in zip(candidates, sources, decisions, strict=True):
                     outcome = decision.outcome
                     if outcome is Outcome.INSERTED:
@@ -147,16 +261,15 @@ class IngestHandler:
                         replayed += 1
                     elif outcome is Outcome.DUPLICATE:
                         letters.append(_Letter(message, RejectReason.DUPLICATE_TRANSACTION_ID, decision.detail))
-            self._finish(messages, letters)
+            self._finish(batch, letters)
         except BaseException as exc:
-            wait(writes)  # the connection is the database thread's until its writes are over
             try:
                 session.rollback()
             except Exception as rollback_error:  # closing the connection discards the transaction anyway
                 log.warning("database rollback failed", extra={"error": str(rollback_error)})
             if isinstance(exc, FatalIngestionError):
                 self._fail(exc)
-            if isinstance(exc, Exception):
+            elif isinstance(exc, Exception):
                 try:
                     producer.abort()
                 except Exception as abort_error:
@@ -211,15 +324,12 @@ class IngestHandler:
             sources.append(message)
         return candidates, sources, letters
 
-    def _finish(self, messages: Sequence[Message], letters: Sequence[_Letter]) -> None:
+    def _finish(self, batch: _Batch, letters: Sequence[_Letter]) -> None:
         """Dead letters and offsets join the open transaction, which then commits."""
         if letters:
             dead = [DeadLetter.of(letter.message, reason=letter.reason, detail=letter.detail) for letter in letters]
             send_dead_letters(self._producer, self._settings, dead, service=SERVICE)
-        offsets: list[TopicPartition] = offsets_after(messages)
-        self._producer.commit(offsets, self._consumer.consumer_group_metadata())
-        if isinstance(self._consumer, _IngestConsumer):
-            self._consumer.committed_in_transaction(offsets)
+        self._producer.commit(batch.offsets, batch.group_metadata)
 
     def _record(
         self, inserted: Sequence[Valid], letters: Sequence[_Letter], *, replayed: int, ingested_at: datetime
@@ -240,6 +350,17 @@ class IngestHandler:
         raise exc
 
     def close(self) -> None:
+        """Let the batch in flight finish (or fail: then it is replayed by the next owner), then stop."""
+        if self._pending is not None:
+            batch, future = self._pending
+            self._pending = None
+            wait([future])
+            error = future.exception()
+            if error is not None:
+                log.warning(
+                    "the last batch did not commit; it is replayed on restart",
+                    extra={"error": str(error), "messages": len(batch.messages)},
+                )
         self._writer.shutdown(wait=True)
         try:
             self._producer.abort()
@@ -247,16 +368,14 @@ class IngestHandler:
             log.warning("could not abort the open transaction on close", extra={"error": str(exc)})
 
 
+def _nothing() -> None:
+    return None
+
+
 def _slices(messages: Sequence[Message]) -> list[Sequence[Message]]:
     """A batch cut into up to `_SLICES` ordered slices of at least `_MIN_SLICE` records."""
     size = max(_MIN_SLICE, -(-len(messages) // _SLICES))
     return [messages[first : first + size] for first in range(0, len(messages), size)]
-
-
-def _results(futures: Sequence[Future[list[Decision]]]) -> list[list[Decision]]:
-    """Every future's result, in order; waits for all before raising the first error."""
-    wait(futures)
-    return [future.result() for future in futures]
 
 
 def _replay_of(headers: Sequence[tuple[str, bytes]]) -> str | None:
@@ -286,19 +405,19 @@ def observe_many(histogram: Any, values: Sequence[float]) -> None:
 
 
 class _IngestConsumer(Consumer):
-    """The ingest service's consumer: reports fatal errors and skips redundant offset commits.
+    """The ingest service's consumer: reports fatal errors; offsets commit only in Kafka transactions.
 
     `BatchLoop` logs error messages and carries on, which is right for transient ones; a fatal
     one (this static member was fenced) would otherwise leave the process consuming nothing.
-    And after each batch it commits the batch's offsets, which the Kafka transaction has just
-    committed atomically with the output; repeating that is a synchronous broker round trip
-    per batch for nothing, so an identical commit is skipped.
+    And after each batch it commits the batch's offsets itself. Here they are committed by the
+    batch's Kafka transaction, atomically with its output, possibly after `process` returned
+    (`IngestHandler`): a plain commit could run ahead of that transaction and, if it then
+    failed, skip records whose output was discarded. So `commit` is a no-op.
     """
 
     def __init__(self, config: dict[str, Any], *, on_fatal: Callable[[KafkaError], None]) -> None:
         super().__init__(config)
         self._on_fatal = on_fatal
-        self._in_transaction: frozenset[tuple[str, int, int]] = frozenset()
 
     def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]:
         messages = super().consume(num_messages=num_messages, timeout=timeout)
@@ -308,18 +427,9 @@ class _IngestConsumer(Consumer):
                 self._on_fatal(error)
         return messages
 
-    def committed_in_transaction(self, offsets: Sequence[TopicPartition]) -> None:
-        self._in_transaction = _positions(offsets)
-
     def commit(self, *args: Any, **kwargs: Any) -> Any:
         offsets = kwargs.get("offsets")
-        if not args and offsets is not None and _positions(offsets) == self._in_transaction:
-            return list(offsets)
-        return super().commit(*args, **kwargs)
-
-
-def _positions(offsets: Sequence[TopicPartition]) -> frozenset[tuple[str, int, int]]:
-    return frozenset((tp.topic, tp.partition, tp.offset) for tp in offsets)
+        return list(offsets) if offsets is not None else None
 
 
 class DlqDepthMonitor:
@@ -426,6 +536,7 @@ def run_ingest(
             batch_timeout=settings.batch_timeout_ms / 1000,
             stop=stop,
             health=health,
+            on_idle=handler.idle,
         ).run()
     finally:
         monitor.stop()

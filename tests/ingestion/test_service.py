@@ -253,3 +253,53 @@ def test_duplicates_across_the_slices_of_one_large_batch(topics: Settings, db: E
     dead = topic_messages(settings, TX_DLQ)
     assert sorted(header(m, DLQ_REASON) or "" for m in dead) == ["duplicate_transaction_id"] * 2
     assert {orjson.loads(body(m))["transaction_id"] for m in dead} == {"tx-000010", "tx-001800"}
+
+
+def test_a_batch_that_fails_holds_back_the_batches_behind_it_until_all_are_written_once(
+    topics: Settings, db: Engine
+) -> None:
+    """Batch N+1 is validated while batch N is written; if N fails, N+1 must not commit past it.
+
+    A real PostgreSQL CHECK constraint refuses one record, so every attempt at its batch fails at
+    the COPY; the batches behind it are validated (pipelined) but must neither store rows nor
+    commit offsets. Once the constraint is gone, everything is stored and produced exactly once.
+    """
+    from prometheus_client import REGISTRY
+
+    settings = topics.model_copy(update={"batch_size": 50})
+    payloads = [transaction(n) for n in range(400)]
+    poison = 175  # a few batches in (one partition: the order is fixed)
+    payloads[poison] = transaction(poison, merchant_id="m-poison")
+    produce_raw(settings, [encode(p) for p in payloads], key=b"one-partition")
+    failures_before = REGISTRY.get_sample_value("vigil_batch_failures_total", {"service": "ingest"}) or 0.0
+    with db.begin() as connection:
+        connection.execute(
+            text("ALTER TABLE transactions ADD CONSTRAINT test_poison CHECK (merchant_id <> 'm-poison')")
+        )
+    try:
+        with running_ingest(settings):
+            wait_for(
+                lambda: (
+                    (REGISTRY.get_sample_value("vigil_batch_failures_total", {"service": "ingest"}) or 0.0)
+                    >= failures_before + 2
+                ),
+                timeout=60,
+                what="the poisoned batch to fail twice",
+            )
+            with db.connect() as connection:
+                stored = sorted(connection.execute(text("SELECT transaction_id FROM transactions")).scalars())
+            # Only batches before the poisoned one; nothing of it or behind it, and offsets held back.
+            assert 0 < len(stored) <= poison
+            assert stored == [p["transaction_id"] for p in payloads[: len(stored)]]
+            assert committed_lag(settings) == len(payloads) - len(stored)
+            assert len(topic_messages(settings, TX_VALID)) == len(stored)
+            with db.begin() as connection:
+                connection.execute(text("ALTER TABLE transactions DROP CONSTRAINT test_poison"))
+            wait_for(lambda: committed_lag(settings) == 0, timeout=60, what="the retried batches")
+    finally:
+        with db.begin() as connection:
+            connection.execute(text("ALTER TABLE transactions DROP CONSTRAINT IF EXISTS test_poison"))
+    assert row_counts(db) == (400, 400)
+    out = topic_messages(settings, TX_VALID)
+    assert sorted(orjson.loads(body(m))["transaction_id"] for m in out) == sorted(p["transaction_id"] for p in payloads)
+    assert topic_messages(settings, TX_DLQ) == []
