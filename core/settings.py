@@ -185,6 +185,10 @@ class Settings(BaseSettings):
         },
         description="GET /v1/system/status: service name -> base URL of its ops server (/readyz), as JSON.",
     )
+    status_consumer_groups: dict[str, str] = Field(
+        default_factory=dict,
+        description="GET /v1/system/status: service name -> consumer group, where a service runs with --group (JSON).",
+    )
     status_probe_timeout_seconds: float = Field(
         0.5, gt=0, le=10, description="Timeout of each /readyz probe made by GET /v1/system/status."
     )

@@ -102,7 +102,8 @@ def _set_cookie(response: Response, ctx: Ctx, session: Session) -> None:
 
 _RefreshCookie = Annotated[
     str | None,
-    Cookie(alias=COOKIE_NAME, max_length=256, description="Set by a password login; rotated on every refresh."),
+    # No length constraint: any value that is not a live token is simply unknown (401 on refresh).
+    Cookie(alias=COOKIE_NAME, description="Set by a password login; rotated on every refresh."),
 ]
 
 

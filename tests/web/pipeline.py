@@ -6,6 +6,7 @@ concurrent `make demo` or another pytest session never shares data, offsets or t
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -75,19 +76,59 @@ class Pipeline:
         assert done.returncode == 0, f"vigil {' '.join(args)} failed: {done.stderr[-2000:]}"
         return done.stdout
 
-    def start(self, name: str, args: Sequence[str]) -> None:
+    def start(self, name: str, args: Sequence[str], *, env: dict[str, str] | None = None) -> None:
         log = (self.log_dir / f"{name}.log").open("wb")
-        self.processes[name] = subprocess.Popen([VIGIL, *args], env=self.env(), stdout=log, stderr=subprocess.STDOUT)
+        self.processes[name] = subprocess.Popen(
+            [VIGIL, *args], env={**self.env(), **(env or {})}, stdout=log, stderr=subprocess.STDOUT
+        )
         log.close()
 
     def start_services(self) -> None:
         prefix = self.settings.kafka_topic_prefix
-        self.start("ingest", ["run", "ingest", "--instance-id", f"{prefix}e2e"])
-        self.start("features", ["run", "features"])
-        self.start("detect-statistical", ["run", "detect-statistical", "--group", f"{prefix}e2e-statistical"])
-        self.start("detect-rules", ["run", "detect-rules", "--group", f"{prefix}e2e-rules", "--poll-seconds", "1"])
-        self.start("alerting", ["run", "alerting"])
-        self.start("api", ["run", "api", "--port", str(self.port)])
+        groups = {"detect-statistical": f"{prefix}e2e-statistical", "detect-rules": f"{prefix}e2e-rules"}
+        # Each stream service serves /readyz on its own port; the API's status endpoint probes them.
+        ops = {name: free_port() for name in ("ingest", "features", "detect-statistical", "detect-rules", "alerting")}
+
+        def with_ops(name: str) -> dict[str, str]:
+            return {"VIGIL_METRICS_PORT": str(ops[name])}
+
+        self.start("ingest", ["run", "ingest", "--instance-id", f"{prefix}e2e"], env=with_ops("ingest"))
+        self.start("features", ["run", "features"], env=with_ops("features"))
+        self.start(
+            "detect-statistical",
+            ["run", "detect-statistical", "--group", groups["detect-statistical"]],
+            env=with_ops("detect-statistical"),
+        )
+        self.start(
+            "detect-rules",
+            ["run", "detect-rules", "--group", groups["detect-rules"], "--poll-seconds", "1"],
+            env=with_ops("detect-rules"),
+        )
+        self.start("alerting", ["run", "alerting"], env=with_ops("alerting"))
+        self.start(
+            "api",
+            ["run", "api", "--port", str(self.port)],
+            env={
+                "VIGIL_STATUS_OPS_TARGETS": json.dumps(
+                    {name: f"http://127.0.0.1:{port}" for name, port in ops.items()}
+                ),
+                "VIGIL_STATUS_CONSUMER_GROUPS": json.dumps(groups),
+                # The browser talks plain http to 127.0.0.1 here.
+                "VIGIL_REFRESH_COOKIE_SECURE": "false",
+            },
+        )
+
+    def send_malformed(self, count: int) -> None:
+        """Messages ingestion must dead-letter (the health page then shows a real DLQ depth)."""
+        from confluent_kafka import Producer
+
+        from core.kafka import client_config
+        from core.topics import TX_RAW
+
+        producer = Producer(client_config(self.settings))
+        for i in range(count):
+            producer.produce(self.settings.topic(TX_RAW), value=b'{"not": "a transaction"' + str(i).encode())
+        assert producer.flush(10) == 0
 
     def generate_history(self, *, accounts: int, days: float, transactions: int) -> None:
         """Back-dated traffic so entities have history when the live stream starts."""

@@ -107,6 +107,7 @@ def live_pipeline(topics: Settings, db: Engine, tmp_path: Path, web_installed: N
         # Kafka holds the traffic while the services import and join their groups.
         pipeline.generate_history(accounts=60, days=3, transactions=2400)
         pipeline.generate_live(accounts=60, rate=12)
+        pipeline.send_malformed(3)
         wait_for(pipeline.api_ready, timeout=240, what="the API")
 
         def flowing() -> bool:
@@ -169,6 +170,21 @@ def test_dashboard_end_to_end(live_pipeline: Pipeline, db: Engine) -> None:
     ).json()
     assert case["status"] == "confirmed_fraud"
     assert case["label"]["label"] == "fraud"
+
+    # The health page's figures are the pipeline's own: dead letters from the malformed messages,
+    # every stream service reachable, consumer lag measured for each group.
+    admin = httpx.post(
+        f"{live_pipeline.url}/v1/auth/token",
+        data={"grant_type": "password", "username": "e2e-analyst", "password": PASSWORD},
+    ).json()["access_token"]
+    status = httpx.get(
+        f"{live_pipeline.url}/v1/system/status", headers={"Authorization": f"Bearer {admin}"}, timeout=30
+    ).json()
+    assert status["kafka_reachable"] and status["dlq"]["depth"] >= 3, status
+    services = {s["name"]: s for s in status["services"]}
+    assert services["ingest"]["status"] == "ready" and services["detect-rules"]["status"] == "ready", services
+    assert all(services[n]["consumer"]["lag"] is not None for n in ("ingest", "features", "detect-rules")), services
+    assert result["health"]["dlq"] >= 3 and result["health"]["lag"] is not None, result
 
     shots = sorted(p.name for p in SCREENSHOTS.glob("*.png"))
     pages = ("overview", "queue", "case", "case-confirmed", "rules-error", "rule-backtest", "alerts", "models")

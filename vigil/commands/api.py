@@ -31,14 +31,17 @@ def stream_consumers(settings: Settings) -> tuple[ConsumerSpec, ...]:
     """Consumer groups and input topics of the stream services, as `vigil run <service>` uses them.
 
     The detector groups are the `--group` defaults of their commands (not prefixed); the
-    others follow `kafka_topic_prefix` like their services do.
+    others follow `kafka_topic_prefix` like their services do. `status_consumer_groups`
+    names the group of a service started with another `--group`.
     """
+    from dataclasses import replace
+
     from api.system import ConsumerSpec
     from core.topics import ANOMALIES, TX_FEATURES, TX_RAW, TX_VALID
 
     prefix = settings.kafka_topic_prefix
     features = (settings.topic(TX_FEATURES),)
-    return (
+    default = (
         ConsumerSpec("ingest", f"{prefix}vigil-ingest", (settings.topic(TX_RAW),)),
         # The features stage assigns its partitions (it never joins the group) but commits there.
         ConsumerSpec("features", settings.topic("vigil-features"), (settings.topic(TX_VALID),), joins_group=False),
@@ -47,6 +50,8 @@ def stream_consumers(settings: Settings) -> tuple[ConsumerSpec, ...]:
         ConsumerSpec("detect-ml", "vigil-detect-ml", features),
         ConsumerSpec("alerting", f"{prefix}{settings.alerting_consumer_group}", (settings.topic(ANOMALIES),)),
     )
+    groups = settings.status_consumer_groups
+    return tuple(replace(spec, group=groups.get(spec.service, spec.group)) for spec in default)
 
 
 def build_ports(settings: Settings) -> ApiPorts:

@@ -172,9 +172,17 @@ try {
   await page.locator("[data-testid=backtest-result]").waitFor({ timeout: 60_000 });
   await shot(page, "07-rule-backtest");
 
-  step("health");
+  step("health: services, consumer lag and dead letters from the live pipeline");
   await nav(page, "System health");
   await page.locator("[data-testid=health-ready] .kpi-value").filter({ hasText: "Ready" }).waitFor();
+  // The malformed messages the test sent were dead-lettered by ingestion.
+  await page.locator("[data-testid=health-dlq] .kpi-value").filter({ hasText: /^[1-9][\d,]*$/ }).waitFor({ timeout: 60_000 });
+  await page.locator("[data-testid=health-lag] .kpi-value").filter({ hasText: /^[\d,]+$/ }).waitFor();
+  await page.locator("[data-testid=service-ingest]").filter({ hasText: "Ready" }).waitFor({ timeout: 30_000 });
+  // Throughput needs two samples: the page refreshes every 5 s.
+  await page.locator("[data-testid=health-throughput] .kpi-value").filter({ hasText: "tx/s" }).waitFor({ timeout: 30_000 });
+  const figure = async (id) => Number((await page.locator(`[data-testid=${id}] .kpi-value`).innerText()).replace(/,/g, ""));
+  result.health = { dlq: await figure("health-dlq"), lag: await figure("health-lag") };
   await shot(page, "09-health");
 
   step("models, as an admin");

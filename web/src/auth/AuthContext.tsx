@@ -15,7 +15,7 @@ interface AuthValue {
   state: SessionState;
   expiresAt: number | null;
   login: (username: string, password: string) => Promise<void>;
-  logout: () => void;
+  logout: () => Promise<void>;
   can: (permission: string) => boolean;
 }
 
@@ -131,13 +131,14 @@ export function AuthProvider({ children, fetch }: { children: ReactNode; fetch?:
     [api, me],
   );
 
-  const logout = useCallback(() => {
+  const logout = useCallback(async () => {
+    // End the refresh family server-side (and clear the cookie) before showing the login form, so a
+    // reload right after signing out cannot restore the session. A failure still signs out locally.
+    await api.POST("/v1/auth/logout").catch(() => undefined);
     token.current = null;
     setMe(null);
     setExpiresAt(null);
     setState("anonymous");
-    // Ends the refresh family server-side and clears the cookie; signing out locally does not wait for it.
-    void api.POST("/v1/auth/logout").catch(() => undefined);
   }, [api]);
 
   const can = useCallback((permission: string) => me?.permissions.includes(permission) ?? false, [me]);
