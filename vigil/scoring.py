@@ -66,19 +66,24 @@ class ScoringError(VigilError):
 def small_engine(capacity: int = _ENGINE_CAPACITY) -> FeatureEngine:
     """A `FeatureEngine` with room for `capacity` entities per kind (grows like any other).
 
-    Same state layout as `FeatureEngine()`; only the initial allocation differs, which is
-    what a one-transaction scorer pays for on every call. tests/api/test_scoring.py checks
-    that its output equals the default engine's.
+    Same state as `FeatureEngine()`; only the initial allocation differs, which is what a
+    one-transaction scorer pays for on every call. It mirrors `FeatureEngine.__init__` (which
+    takes no capacity), so tests/api/test_scoring.py checks its output equals the default
+    engine's on random traffic; a `capacity` argument upstream would make this unnecessary.
     """
-    from features.engine import FeatureEngine, _AccountExtras, _Kind
+    from features import engine as features_engine
     from features.registry import ENTITY_KINDS
 
-    engine = FeatureEngine.__new__(FeatureEngine)
-    engine.kinds = {kind: _Kind(capacity, distinct=kind in ("account", "device", "ip")) for kind in ENTITY_KINDS}
-    engine.extras = _AccountExtras()
+    engine = features_engine.FeatureEngine.__new__(features_engine.FeatureEngine)
+    engine.kinds = {
+        kind: features_engine._Kind(capacity, distinct=kind in ("account", "device", "ip")) for kind in ENTITY_KINDS
+    }
+    engine.extras = features_engine._AccountExtras()
     engine.extras.resize(capacity)
     engine.countries = {}
-    engine.pairs = {"merchant": {}, "country": {}, "device": {}, "ip": {}}
+    pair_map = getattr(features_engine, "_pair_map", dict)
+    names = getattr(features_engine, "_PAIR_NAMES", ("merchant", "country", "device", "ip"))
+    engine.pairs = {name: pair_map() for name in names}
     engine.processed = 0
     return engine
 
