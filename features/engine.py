@@ -9,8 +9,7 @@ dicts because they are sparse. `to_bytes()`/`from_bytes()` round-trip it exactly
 
 from __future__ import annotations
 
-import io
-import zlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,7 +39,8 @@ _OFFSETS: Final = np.concatenate(([0], np.cumsum(_COUNTS)[:-1])).astype(np.int64
 _RING: Final = int(_COUNTS.sum())
 _EMPTY_BUCKET: Final = np.iinfo(np.int32).min // 2
 _PAIR_SHIFT: Final = 1 << 32
-_STATE_FORMAT: Final = 1
+_STATE_FORMAT: Final = 2
+_STATE_MAGIC: Final = b"VFE2"
 _PAIR_NAMES: Final = ("merchant", "country", "device", "ip")
 _PAIR_BYTES: Final = 48  # a Numba typed dict entry: key, value, hash and index slots
 
@@ -270,22 +270,71 @@ _IP_ACCOUNTS: Final = column("ip_distinct_accounts_24h")
 
 
 @dataclass(frozen=True, slots=True)
+class StateMark:
+    """What a full copy covered, so later copies can carry only what changed since (deltas)."""
+
+    time: float  # newest applied event time at the copy: anything applied later is at or after it
+    sizes: dict[str, int]  # slots per entity kind at the copy
+
+
+@dataclass(frozen=True, slots=True)
 class StateCopy:
-    """A detached copy of an engine's state; `to_bytes()` is safe on another thread."""
+    """A detached copy of an engine's state (full, or a delta since a mark); `to_bytes()` is thread-safe."""
 
     header: dict[str, Any]
     arrays: dict[str, np.ndarray]
+    mark: StateMark | None = None  # set on full copies: deltas are taken against it
+
+    @property
+    def is_delta(self) -> bool:
+        return bool(self.header.get("delta"))
+
+    def raw_bytes(self) -> int:
+        return sum(array.nbytes for array in self.arrays.values())
 
     def to_bytes(self) -> bytes:
-        buffer = io.BytesIO()
-        np.savez(buffer, allow_pickle=False, **self.arrays)
-        header = orjson.dumps(self.header)
-        body = len(header).to_bytes(8, "big") + header + buffer.getvalue()
-        return zlib.compress(body, 1)
+        """Header plus each array compressed on its own with zstd level 1 (no whole-state copy)."""
+        import pyarrow as pa
+
+        codec = pa.Codec("zstd", compression_level=1)
+        index = []
+        chunks = []
+        for name, array in self.arrays.items():
+            data = np.ascontiguousarray(array)
+            chunk = codec.compress(data, asbytes=True) if data.nbytes else b""
+            index.append([name, data.dtype.str, list(data.shape), data.nbytes, len(chunk)])
+            chunks.append(chunk)
+        header = orjson.dumps({**self.header, "arrays": index})
+        return b"".join([_STATE_MAGIC, len(header).to_bytes(8, "big"), header, *chunks])
+
+
+def _read_state(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    import pyarrow as pa
+
+    if data[:4] != _STATE_MAGIC:
+        raise FeaturesError("feature state was written by an incompatible version")
+    size = int.from_bytes(data[4:12], "big")
+    header = orjson.loads(data[12 : 12 + size])
+    if header.get("format") != _STATE_FORMAT or header.get("feature_set_version") != FEATURE_SET_VERSION:
+        raise FeaturesError("feature state was written by an incompatible version")
+    codec = pa.Codec("zstd")
+    arrays: dict[str, np.ndarray] = {}
+    at = 12 + size
+    for name, dtype, shape, raw_size, stored in header.pop("arrays"):
+        chunk = data[at : at + stored]
+        at += stored
+        raw = codec.decompress(chunk, decompressed_size=raw_size, asbytes=True) if raw_size else b""
+        arrays[name] = np.frombuffer(raw, dtype=np.dtype(dtype)).reshape(shape).copy()
+    return header, arrays
 
 
 class FeatureEngine:
     """All feature state, and the one function that turns transactions into feature rows."""
+
+    # Newest event time folded into state, and whether applied times never went backwards (true in
+    # release order, online and offline). Deltas rely on both (see `_changed`).
+    applied_until: float = -math.inf
+    in_order: bool = True
 
     def __init__(self) -> None:
         self.kinds: dict[str, _Kind] = {
@@ -427,6 +476,11 @@ class FeatureEngine:
             _QUARTILES,
         )
         self.processed += n
+        applied = t[ok]
+        if applied.size:
+            if applied[0] < self.applied_until or bool(np.any(applied[1:] < applied[:-1])):
+                self.in_order = False  # fed by hand out of order: only full copies are exact
+            self.applied_until = max(self.applied_until, float(applied.max()))
         return out
 
     def _pair_times(
@@ -456,55 +510,133 @@ class FeatureEngine:
         """The whole state, exactly (compressed numpy arrays plus the key maps)."""
         return self.copy_state().to_bytes()
 
+    def mark(self) -> StateMark:
+        return StateMark(time=self.applied_until, sizes=self.entity_counts())
+
     def copy_state(self) -> StateCopy:
-        """A consistent copy of the state, cheap enough to take between batches.
+        """A consistent copy of the whole state, cheap enough to take between batches.
 
         Serialising and compressing the copy (`StateCopy.to_bytes`) is the slow part and
         can run on another thread while the engine goes on.
         """
+        header = self._header(delta=False)
         arrays: dict[str, np.ndarray] = {}
-        names: dict[str, Any] = {
-            "format": _STATE_FORMAT,
-            "feature_set_version": FEATURE_SET_VERSION,
-            "processed": self.processed,
-            "countries": list(self.countries),
-        }
         for kind_name, kind in self.kinds.items():
             for name, array in kind.arrays().items():
                 arrays[f"{kind_name}.{name}"] = array.copy()
-            names[kind_name] = list(kind.names)
+            header[kind_name] = list(kind.names)
         arrays.update({k: v.copy() for k, v in self.extras.arrays(len(self.kinds["account"])).items()})
         for pair_name in _PAIR_NAMES:
             keys, times = self.pair_arrays(pair_name)
             arrays[f"pairs.{pair_name}.keys"] = keys
             arrays[f"pairs.{pair_name}.times"] = times
-        return StateCopy(header=names, arrays=arrays)
+        return StateCopy(header=header, arrays=arrays, mark=self.mark())
+
+    def _header(self, *, delta: bool) -> dict[str, Any]:
+        return {
+            "format": _STATE_FORMAT,
+            "feature_set_version": FEATURE_SET_VERSION,
+            "delta": delta,
+            "processed": self.processed,
+            "applied_until": self.applied_until if math.isfinite(self.applied_until) else None,
+            "countries": list(self.countries),
+        }
+
+    def _changed(self, mark: StateMark) -> dict[str, np.ndarray]:
+        """Slots of each kind whose state changed since `mark`.
+
+        No dirty bits needed: events are applied in release order, so everything applied after
+        the mark is at or after `mark.time`, and every state change of an entity (windows,
+        history, distinct rings, account extras) comes with an applied event of that entity,
+        which sets its `last_time` to at least that time. Slots created since the mark by late
+        events only hold the initial values, which a restore recreates.
+        """
+        return {name: np.flatnonzero(kind.last_time[: len(kind)] >= mark.time) for name, kind in self.kinds.items()}
+
+    def changed_share(self, mark: StateMark) -> float:
+        """Share of the entity rows that changed since `mark` (a delta's size relative to a full copy)."""
+        total = sum(len(kind) for kind in self.kinds.values())
+        if not self.in_order:
+            return 1.0
+        return sum(len(rows) for rows in self._changed(mark).values()) / total if total else 0.0
+
+    def copy_delta(self, mark: StateMark) -> StateCopy:
+        """What changed since the full copy that produced `mark`; `apply_delta` on that copy restores it.
+
+        Costs in proportion to the entities (and pairs) touched since the mark, not to the state.
+        """
+        if not self.in_order:
+            raise FeaturesError("events were applied out of time order: take a full copy")
+        header = self._header(delta=True)
+        header["base_sizes"] = mark.sizes
+        header["base_time"] = mark.time if math.isfinite(mark.time) else None
+        arrays: dict[str, np.ndarray] = {}
+        changed = self._changed(mark)
+        for kind_name, kind in self.kinds.items():
+            rows = changed[kind_name]
+            arrays[f"{kind_name}.rows"] = rows
+            for name, array in kind.arrays().items():
+                arrays[f"{kind_name}.{name}"] = array[rows]
+            header[kind_name] = kind.names[mark.sizes[kind_name] :]
+        rows = changed["account"]
+        arrays.update({k: v[rows] for k, v in self.extras.arrays(len(self.kinds["account"])).items()})
+        for pair_name in _PAIR_NAMES:
+            keys, times = self.pair_arrays(pair_name)
+            recent = times >= mark.time  # pair times are event times, applied in release order too
+            arrays[f"pairs.{pair_name}.keys"] = keys[recent]
+            arrays[f"pairs.{pair_name}.times"] = times[recent]
+        return StateCopy(header=header, arrays=arrays)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> FeatureEngine:
-        """Rebuild an engine from `to_bytes()` output."""
-        body = zlib.decompress(data)
-        size = int.from_bytes(body[:8], "big")
-        names = orjson.loads(body[8 : 8 + size])
-        if names.get("format") != _STATE_FORMAT or names.get("feature_set_version") != FEATURE_SET_VERSION:
-            raise FeaturesError("feature state was written by an incompatible version")
-        with np.load(io.BytesIO(body[8 + size :]), allow_pickle=False) as stored:
-            arrays = {name: stored[name] for name in stored.files}
+        """Rebuild an engine from a full copy's `to_bytes()` output."""
+        header, arrays = _read_state(data)
+        if header["delta"]:
+            raise FeaturesError("a delta needs its base state: FeatureEngine.from_bytes(base).apply_delta(delta)")
         engine = cls()
-        engine.processed = int(names["processed"])
-        engine.countries = {country: index for index, country in enumerate(names["countries"])}
+        engine._restore_header(header)
         for kind_name, kind in engine.kinds.items():
             prefix = f"{kind_name}."
             kind.load(
                 {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)},
-                names[kind_name],
+                header[kind_name],
             )
         engine.extras.load(arrays, engine.kinds["account"].capacity)
-        for pair_name in _PAIR_NAMES:
-            kernels.pair_load(
-                engine.pairs[pair_name], arrays[f"pairs.{pair_name}.keys"], arrays[f"pairs.{pair_name}.times"]
-            )
+        engine._load_pairs(arrays)
         return engine
+
+    def apply_delta(self, data: bytes) -> None:
+        """Bring an engine restored from a full copy up to a later delta against that copy."""
+        header, arrays = _read_state(data)
+        if not header["delta"] or header["base_sizes"] != self.entity_counts():
+            raise FeaturesError("this delta was not taken against this feature state")
+        self._restore_header(header)
+        for kind_name, kind in self.kinds.items():
+            for key in header[kind_name]:
+                kind.slots[key] = len(kind.names)
+                kind.names.append(key)
+            kind.ensure_capacity()
+            rows = arrays[f"{kind_name}.rows"]
+            for name in _Kind._FILL:
+                getattr(kind, name)[rows] = arrays[f"{kind_name}.{name}"]
+        self.extras.resize(self.kinds["account"].capacity)
+        rows = arrays["account.rows"]
+        for name in _AccountExtras._FILL:
+            getattr(self.extras, name)[rows] = arrays[f"extra_{name}"]
+        self._load_pairs(arrays)
+
+    def _restore_header(self, header: dict[str, Any]) -> None:
+        self.processed = int(header["processed"])
+        applied = header["applied_until"]
+        self.applied_until = -math.inf if applied is None else float(applied)
+        self.countries = {country: index for index, country in enumerate(header["countries"])}
+
+    def _load_pairs(self, arrays: dict[str, np.ndarray]) -> None:
+        for pair_name in _PAIR_NAMES:
+            seen = self.pairs[pair_name]
+            if isinstance(seen, dict):
+                seen = self.pairs[pair_name] = _pair_map(seen)
+            kernels.pair_load(seen, arrays[f"pairs.{pair_name}.keys"], arrays[f"pairs.{pair_name}.times"])
 
     def pair_arrays(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(pair keys, last-seen times) of one pair map, as new arrays."""

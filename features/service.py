@@ -19,7 +19,7 @@ import gc
 import logging
 import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final
@@ -33,10 +33,10 @@ from core.kafka import DeadLetter, DeliveringProducer, StopFlag, make_consumer, 
 from core.settings import Settings
 from core.topics import TX_FEATURES, TX_VALID
 from features.codec import MalformedTransactionError, Tx, VectorEncoder, batch_of, decode_transaction
-from features.engine import FeatureEngine, StateCopy
+from features.engine import FeatureEngine, StateCopy, StateMark
 from features.errors import FeaturesError
 from features.ordering import Entry, Sequencer
-from features.store import SnapshotStore, choose_snapshot
+from features.store import SnapshotStore, choose_snapshot, pack_snapshot, unpack_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ SOURCE_PARTITION_HEADER: Final = "vigil.features.source.partition"
 SOURCE_OFFSET_HEADER: Final = "vigil.features.source.offset"
 _WATERMARK_REFRESH_SECONDS: Final = 0.25
 _METADATA_TIMEOUT: Final = 10.0
+_DELTA_LIMIT: Final = 0.5  # above this share of changed entities a full snapshot is cheaper to restore
 COMPRESSION_TYPES: Final = ("none", "lz4", "zstd", "snappy", "gzip")
 
 
@@ -83,21 +84,38 @@ def _decode_item(raw: str) -> Tx:
 
 
 def pack_state(engine: FeatureEngine, sequencer: Sequencer[Tx]) -> bytes:
-    """Engine and sequencer in one blob (both exact)."""
-    return _pack(engine.copy_state(), sequencer.state(_encode_item))
+    """Engine and sequencer in one blob (both exact; a full state)."""
+    return _pack(engine.copy_state(), sequencer.state(_encode_item), base_id=None)
 
 
-def _pack(engine_state: StateCopy, ordering_state: dict[str, Any]) -> bytes:
-    engine_bytes = engine_state.to_bytes()
+def _pack(engine_state: StateCopy, ordering_state: dict[str, Any], *, base_id: int | None) -> bytes:
     ordering = zlib.compress(orjson.dumps(ordering_state), 1)
-    return len(engine_bytes).to_bytes(8, "big") + engine_bytes + ordering
+    return pack_snapshot(base_id=base_id, engine=engine_state.to_bytes(), ordering=ordering)
 
 
-def unpack_state(blob: bytes, *, partitions: Iterable[int]) -> tuple[FeatureEngine, Sequencer[Tx]]:
-    size = int.from_bytes(blob[:8], "big")
-    engine = FeatureEngine.from_bytes(blob[8 : 8 + size])
-    state = orjson.loads(zlib.decompress(blob[8 + size :]))
-    return engine, Sequencer.from_state(state, _decode_item, partitions=partitions)
+def unpack_state(
+    blob: bytes, *, partitions: Iterable[int], load: Callable[[int], bytes] | None = None
+) -> tuple[FeatureEngine, Sequencer[Tx], StateMark | None]:
+    """Engine and sequencer from a stored blob; a delta's base is fetched with `load(snapshot_id)`.
+
+    Also returns the mark of the full state the engine was rebuilt from, so the stage can go on
+    writing deltas against it.
+    """
+    base_id, engine_bytes, ordering = unpack_snapshot(blob)
+    if base_id is None:
+        engine = FeatureEngine.from_bytes(engine_bytes)
+        mark = engine.mark()
+    else:
+        if load is None:
+            raise FeaturesError("a delta snapshot needs its base snapshot")
+        base_base, base_bytes, _ = unpack_snapshot(load(base_id))
+        if base_base is not None:
+            raise FeaturesError(f"snapshot {base_id} is not a full state")
+        engine = FeatureEngine.from_bytes(base_bytes)
+        mark = engine.mark()
+        engine.apply_delta(engine_bytes)
+    state = orjson.loads(zlib.decompress(ordering))
+    return engine, Sequencer.from_state(state, _decode_item, partitions=partitions), mark
 
 
 class FeatureStage:
@@ -124,7 +142,9 @@ class FeatureStage:
         self._reader: Consumer = make_consumer(settings, group_id=settings.topic("vigil-features"))
         self._probe: Consumer = make_consumer(settings, group_id=f"{settings.topic('vigil-features')}-probe")
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feature-snapshots")
-        self._writing: Future[None] | None = None
+        self._writing: Future[tuple[int, StateMark | None]] | None = None
+        # The full snapshot deltas are taken against: (snapshot id, what it covered).
+        self._base: tuple[int, StateMark] | None = None
         self._producer = DeliveringProducer(
             settings, service=SERVICE, **{"compression.type": options.output_compression}
         )
@@ -141,6 +161,7 @@ class FeatureStage:
         self._all_idle = False
         self._last_snapshot = time.monotonic()
         self.emitted = 0
+        self.snapshots = 0
 
     # --- start-up ------------------------------------------------------------------------
 
@@ -162,7 +183,13 @@ class FeatureStage:
             scan_from: dict[int, int] = {}
         else:
             blob = self._store.load_state(chosen.snapshot_id)
-            self._engine, self._sequencer = unpack_state(blob, partitions=self._partitions)
+            self._engine, self._sequencer, mark = unpack_state(
+                blob, partitions=self._partitions, load=self._store.load_state
+            )
+            if chosen.owner == self._options.owner and mark is not None:
+                # Go on with deltas against the same full state (pruning keeps it: it is ours).
+                base_id, _, _ = unpack_snapshot(blob)
+                self._base = (base_id or chosen.snapshot_id, mark)
             if self._sequencer.allowed_lateness != self._options.allowed_lateness:
                 log.warning("allowed lateness differs from the snapshot's; keeping the snapshot's")
             scan_from = chosen.output_offsets
@@ -398,8 +425,7 @@ class FeatureStage:
         if self._writing is not None:
             if not self._writing.done() and not wait:
                 return
-            self._writing.result()
-            self._writing = None
+            self._written(self._writing.result())
         started = time.monotonic()
         self._producer.flush_or_raise()
         offsets = {}
@@ -409,25 +435,37 @@ class FeatureStage:
             )
             offsets[partition] = high
         self._commit_progress(wait=wait)
-        engine_state = self._engine.copy_state()
+        # A delta while less than half the entities changed since the last full snapshot: then a
+        # snapshot costs in proportion to what is active, not to the whole state.
+        base = self._base
+        if base is not None and self._engine.changed_share(base[1]) <= _DELTA_LIMIT:
+            engine_state, base_id = self._engine.copy_delta(base[1]), base[0]
+        else:
+            engine_state, base_id = self._engine.copy_state(), None
         ordering_state = self._sequencer.state(_encode_item)
         processed = self._engine.processed
         self._last_snapshot = time.monotonic()
         log.info(
-            "snapshot taken", extra={"processed": processed, "pause_seconds": round(self._last_snapshot - started, 3)}
+            "snapshot taken",
+            extra={
+                "processed": processed,
+                "delta": base_id is not None,
+                "pause_seconds": round(self._last_snapshot - started, 3),
+            },
         )
         for kind, count in self._engine.entity_counts().items():
             metrics.FEATURES_ENTITIES.labels(kind).set(count)
         self.settle_memory()
 
-        def write() -> None:
+        def write() -> tuple[int, StateMark | None]:
             begun = time.monotonic()
+            state = _pack(engine_state, ordering_state, base_id=base_id)
             snapshot_id = self._store.save(
                 owner=self._options.owner,
                 owned=self._owned,
                 processed=processed,
                 output_offsets=offsets,
-                state=_pack(engine_state, ordering_state),
+                state=state,
             )
             log.info(
                 "snapshot saved",
@@ -435,10 +473,20 @@ class FeatureStage:
                     "snapshot_id": snapshot_id,
                     "processed": processed,
                     "seconds": round(time.monotonic() - begun, 3),
+                    "bytes": len(state),
+                    "delta": base_id is not None,
                 },
             )
+            return snapshot_id, engine_state.mark
 
         self._writing = self._writer.submit(write)
+        self.snapshots += 1
         if wait:
-            self._writing.result()
-            self._writing = None
+            self._written(self._writing.result())
+
+    def _written(self, result: tuple[int, StateMark | None]) -> None:
+        """A snapshot write finished: a full one becomes the base of the next deltas."""
+        snapshot_id, mark = result
+        if mark is not None:
+            self._base = (snapshot_id, mark)
+        self._writing = None

@@ -10,12 +10,35 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Engine, delete, func, insert, select
 
 from core.schema import feature_snapshots
+from features.errors import FeaturesError
 from features.registry import FEATURE_SET_VERSION
 
 KEEP_PER_OWNER: Final = 3
+# A stored state: magic, base snapshot id (0 = a full state; else a delta against that snapshot),
+# engine part length, engine part, ordering part. Pruning reads only the first 12 bytes.
+_MAGIC: Final = b"VFP2"
+_PREFIX: Final = 12
+
+
+def pack_snapshot(*, base_id: int | None, engine: bytes, ordering: bytes) -> bytes:
+    return b"".join([_MAGIC, (base_id or 0).to_bytes(8, "big"), len(engine).to_bytes(8, "big"), engine, ordering])
+
+
+def unpack_snapshot(blob: bytes) -> tuple[int | None, bytes, bytes]:
+    """(base snapshot id or None for a full state, engine part, ordering part)."""
+    base_id = _base_of(blob)
+    size = int.from_bytes(blob[_PREFIX : _PREFIX + 8], "big")
+    start = _PREFIX + 8
+    return base_id, blob[start : start + size], blob[start + size :]
+
+
+def _base_of(prefix: bytes) -> int | None:
+    if prefix[:4] != _MAGIC:
+        raise FeaturesError("feature snapshot was written by an incompatible version")
+    return int.from_bytes(prefix[4:_PREFIX], "big") or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +62,11 @@ class SnapshotStore:
     def save(
         self, *, owner: str, owned: tuple[int, ...], processed: int, output_offsets: dict[int, int], state: bytes
     ) -> int:
-        """Store a snapshot and prune this owner's older ones in the same transaction."""
+        """Store a snapshot and prune this owner's older ones in the same transaction.
+
+        Kept: the newest `KEEP_PER_OWNER` snapshots and the full snapshots their deltas need.
+        """
+        mine = (feature_snapshots.c.source_topic == self._topic) & (feature_snapshots.c.owner == owner)
         with self._engine.begin() as connection:
             snapshot_id = connection.execute(
                 insert(feature_snapshots)
@@ -54,19 +81,15 @@ class SnapshotStore:
                 )
                 .returning(feature_snapshots.c.snapshot_id)
             ).scalar_one()
-            keep = (
-                select(feature_snapshots.c.snapshot_id)
-                .where(feature_snapshots.c.source_topic == self._topic, feature_snapshots.c.owner == owner)
+            newest = connection.execute(
+                select(feature_snapshots.c.snapshot_id, func.substring(feature_snapshots.c.state, 1, _PREFIX))
+                .where(mine)
                 .order_by(feature_snapshots.c.snapshot_id.desc())
                 .limit(KEEP_PER_OWNER)
-            )
-            connection.execute(
-                delete(feature_snapshots).where(
-                    feature_snapshots.c.source_topic == self._topic,
-                    feature_snapshots.c.owner == owner,
-                    feature_snapshots.c.snapshot_id.not_in(keep.scalar_subquery()),
-                )
-            )
+            ).all()
+            keep = {int(row[0]) for row in newest}
+            keep |= {base for row in newest if (base := _base_of(bytes(row[1]))) is not None}
+            connection.execute(delete(feature_snapshots).where(mine, feature_snapshots.c.snapshot_id.not_in(keep)))
         return int(snapshot_id)
 
     def list(self) -> list[SnapshotInfo]:
@@ -101,7 +124,10 @@ class SnapshotStore:
     def load_state(self, snapshot_id: int) -> bytes:
         query = select(feature_snapshots.c.state).where(feature_snapshots.c.snapshot_id == snapshot_id)
         with self._engine.connect() as connection:
-            return bytes(connection.execute(query).scalar_one())
+            state = connection.execute(query).scalar_one_or_none()
+        if state is None:
+            raise FeaturesError(f"feature snapshot {snapshot_id} is missing")
+        return bytes(state)
 
 
 def choose_snapshot(snapshots: list[SnapshotInfo], *, owner: str, owned: tuple[int, ...]) -> SnapshotInfo | None:

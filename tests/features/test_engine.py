@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from features.engine import Batch, FeatureEngine
+from features.errors import FeaturesError
 from features.registry import FEATURE_NAMES, FEATURES, RECENT_AMOUNTS
 from tests.features.reference import Event, reference_features
 
@@ -187,3 +189,75 @@ def test_quartiles_match_numpy_over_the_recent_amounts() -> None:
         # Bit for bit: the IQR detector and tests build the same numbers with np.quantile.
         assert rows[index, q1] == np.quantile(recent, 0.25), index
         assert rows[index, q3] == np.quantile(recent, 0.75), index
+
+
+@settings(max_examples=60, deadline=None)
+@given(event_sequences(), st.integers(0, 44), st.integers(0, 44), st.lists(st.booleans(), min_size=45, max_size=45))
+def test_a_delta_on_its_full_copy_restores_the_state_exactly(
+    events: list[Event], first: int, second: int, late: list[bool]
+) -> None:
+    cut1, cut2 = sorted((min(first, len(events)), min(second, len(events))))
+    apply = [True] * cut1 + [not flag for flag in late[cut1:cut2]] + [True] * (len(events) - cut2)
+    whole = FeatureEngine()
+    whole.compute(_mixed(events[:cut2], apply[:cut2]))
+    expected = whole.compute(_batch(events[cut2:]))
+
+    engine = FeatureEngine()
+    engine.compute(_mixed(events[:cut1], apply[:cut1]))
+    full = engine.copy_state()
+    assert full.mark is not None
+    engine.compute(_mixed(events[cut1:cut2], apply[cut1:cut2]))  # some late: new slots without state
+    delta = engine.copy_delta(full.mark)
+    restored = FeatureEngine.from_bytes(full.to_bytes())
+    restored.apply_delta(delta.to_bytes())
+    assert restored.entity_counts() == engine.entity_counts()
+    assert restored.processed == engine.processed and restored.applied_until == engine.applied_until
+    assert np.array_equal(restored.compute(_batch(events[cut2:])), expected, equal_nan=True)
+
+
+def test_a_delta_carries_only_what_changed_and_refuses_the_wrong_base() -> None:
+    start = 1_767_225_600.0
+    events = [Event(start + i, f"a{i}", None, f"m{i % 50}", None, None, "DE", 5.0) for i in range(1000)]
+    engine = FeatureEngine()
+    engine.compute(_batch(events))
+    full = engine.copy_state()
+    assert full.mark is not None
+    engine.compute(_batch([Event(start + 2000, "a7", None, "m7", None, None, "FR", 9.0)]))
+    assert engine.changed_share(full.mark) < 0.01
+    delta = engine.copy_delta(full.mark)
+    assert delta.is_delta and delta.raw_bytes() < full.raw_bytes() / 100
+    # a7 changed; a999 was applied at the mark's own time, so it is carried again (harmless).
+    assert delta.arrays["account.rows"].tolist() == [7, 999]
+    with pytest.raises(FeaturesError):
+        FeatureEngine().apply_delta(delta.to_bytes())  # not taken against an empty state
+    with pytest.raises(FeaturesError):
+        FeatureEngine.from_bytes(delta.to_bytes())
+
+
+def test_out_of_order_input_only_allows_full_copies() -> None:
+    engine = FeatureEngine()
+    engine.compute(_batch([Event(2_000.0, "a1", None, "m1", None, None, "DE", 1.0)]))
+    mark = engine.mark()
+    engine.compute(_batch([Event(1_000.0, "a2", None, "m1", None, None, "DE", 1.0)]))  # by hand, backwards
+    assert engine.changed_share(mark) == 1.0
+    with pytest.raises(FeaturesError):
+        engine.copy_delta(mark)
+
+
+def _mixed(events: list[Event], apply: list[bool]) -> Batch:
+    batch = Batch.empty()
+    for event, flag in zip(events, apply, strict=True):
+        batch.append(
+            time=event.time,
+            account=event.account,
+            card=event.card,
+            merchant=event.merchant,
+            device=event.device,
+            ip=event.ip,
+            country=event.country,
+            amount=event.amount,
+            lat=event.lat,
+            lon=event.lon,
+            apply=flag,
+        )
+    return batch

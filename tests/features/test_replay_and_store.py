@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import csv
+import uuid
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import Engine
 
+from features.codec import Tx, batch_of, decode_transaction
+from features.engine import FeatureEngine
+from features.errors import FeaturesError
+from features.ordering import Sequencer
 from features.registry import FEATURE_NAMES, FEATURES
-from features.store import SnapshotInfo, choose_snapshot
+from features.service import _encode_item, _pack, unpack_state
+from features.store import KEEP_PER_OWNER, SnapshotInfo, SnapshotStore, choose_snapshot
 from tests.features.generator import generate, to_csv_rows
 from vigil.cli import cli
 
@@ -90,3 +98,46 @@ def test_every_feature_is_documented(name: str) -> None:
     text = DOCS.read_text()
     assert f"`{name}`" in text
     assert FEATURES[name].description in text
+
+
+@pytest.mark.integration
+def test_snapshot_store_keeps_the_full_states_its_deltas_need_and_restores_a_chain(db: Engine) -> None:
+    store = SnapshotStore(db, source_topic=f"t{uuid.uuid4().hex[:8]}.tx.valid")
+    transactions = generate(400, seed=31)
+    decoded = [decode_transaction(tx.model_dump_json().encode()) for tx in transactions]
+    engine = FeatureEngine()
+    sequencer: Sequencer[Tx] = Sequencer(partitions=[0], allowed_lateness=10.0)
+
+    def save(state: bytes) -> int:
+        return store.save(owner="0/1", owned=(0,), processed=engine.processed, output_offsets={0: 1}, state=state)
+
+    def ids() -> set[int]:
+        return {info.snapshot_id for info in store.list()}
+
+    chunks = [decoded[i : i + 50] for i in range(0, 400, 50)]
+    engine.compute(batch_of(chunks[0], [True] * 50))
+    full = engine.copy_state()
+    assert full.mark is not None
+    first = save(_pack(full, sequencer.state(_encode_item), base_id=None))
+    deltas = []
+    for chunk in chunks[1:5]:
+        engine.compute(batch_of(chunk, [True] * 50))
+        deltas.append(save(_pack(engine.copy_delta(full.mark), sequencer.state(_encode_item), base_id=first)))
+    assert ids() == {first, *deltas[-KEEP_PER_OWNER:]}  # the base outlives the deltas pruned around it
+    restored, _, mark = unpack_state(store.load_state(deltas[-1]), partitions=[0], load=store.load_state)
+    assert mark == full.mark
+    tail = batch_of(chunks[5], [True] * 50)
+    assert np.array_equal(restored.compute(tail), engine.compute(tail), equal_nan=True)
+
+    second_full = engine.copy_state()
+    second = save(_pack(second_full, sequencer.state(_encode_item), base_id=None))
+    assert ids() == {first, *deltas[-2:], second}  # newest three, and the base of the deltas among them
+    assert second_full.mark is not None
+    engine.compute(batch_of(chunks[6], [True] * 50))
+    third = save(_pack(engine.copy_delta(second_full.mark), sequencer.state(_encode_item), base_id=second))
+    assert ids() == {first, deltas[-1], second, third}
+    engine.compute(batch_of(chunks[7], [True] * 50))
+    fourth = save(_pack(engine.copy_delta(second_full.mark), sequencer.state(_encode_item), base_id=second))
+    assert ids() == {second, third, fourth}  # the first full state is no longer needed
+    with pytest.raises(FeaturesError):
+        unpack_state(store.load_state(fourth), partitions=[0])  # a delta cannot be read without its base
