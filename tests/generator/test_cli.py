@@ -217,7 +217,11 @@ def test_an_endless_stream_stops_on_sigterm_and_reports_what_it_delivered(topics
         env=env,
         stderr=subprocess.PIPE,
     )
-    time.sleep(3)
+    # Signal only once it is streaming: before that, a loaded machine may still be importing and has not
+    # installed its SIGTERM handler yet.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None and not delivered(topics, topics.topic(TX_RAW)):
+        time.sleep(0.2)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 0, stderr.decode()
@@ -229,3 +233,21 @@ def test_an_endless_stream_stops_on_sigterm_and_reports_what_it_delivered(topics
     labels = read_labels(labels_path)
     assert len(labels) == fraud
     assert {label.transaction_id for label in labels} <= {orjson.loads(m.value() or b"")["transaction_id"] for m in raw}
+
+
+def delivered(settings: Settings, topic: str) -> int:
+    """Messages on `topic` so far (sum of high watermarks; 0 while it does not exist)."""
+    from confluent_kafka import KafkaException, TopicPartition
+
+    from core.kafka import make_consumer
+
+    consumer = make_consumer(settings, group_id=f"probe-{time.time_ns()}")
+    try:
+        metadata = consumer.list_topics(topic, timeout=5).topics.get(topic)
+        if metadata is None or metadata.error is not None:
+            return 0
+        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1] for p in metadata.partitions)
+    except KafkaException:
+        return 0  # just created: partition leaders are still being elected
+    finally:
+        consumer.close()
