@@ -211,7 +211,7 @@ class Detections:
     """Every detector's flags on one batch, before any per-row model is built.
 
     The writer copies these straight into the database; `anomalies()` builds the
-    validated pydantic models for callers that want objects (tests, the API).
+    validated pydantic models for callers that want objects (tests, tools).
     """
 
     batch: FeatureBatch
@@ -314,6 +314,10 @@ def detect_batch(
         if not np.isfinite(raw).all():
             raise DetectionError(f"detector {detector.name} flagged rows with a non-finite raw score")
         severities = tuple(severity for _, severity in decided)
+        reasons = tuple(detector.explain(batch, index) for index in rows)
+        if not all(reasons):
+            # What Anomaly validation would refuse: the fast path skips the model, not the contract.
+            raise DetectionError(f"detector {detector.name} flagged a row without a reason")
         flagged.append(
             Flagged(
                 detector=detector,
@@ -321,7 +325,7 @@ def detect_batch(
                 severities=severities,
                 score_raw=tuple(raw.tolist()),
                 score=tuple(np.clip(scores.normalised[positions], 0.0, 100.0).tolist()),
-                reasons=tuple(detector.explain(batch, index) for index in rows),
+                reasons=reasons,
             )
         )
         for severity, count in Counter(severities).items():

@@ -35,6 +35,7 @@ from sqlalchemy import Engine, text
 
 from core.contracts import FeatureVector
 from core.settings import Settings
+from rules import load_pack, seed_pack
 from tests.detectors.pipeline import caught_up, ends_of, feature_vectors, wait_for
 from tests.web.pipeline import Pipeline
 
@@ -69,22 +70,24 @@ def _rate(hits: int, total: int) -> float:
 def test_statistical_and_rule_detectors_catch_injected_fraud(topics: Settings, db: Engine, tmp_path: Path) -> None:
     settings = topics
     pipeline = Pipeline(settings=settings, log_dir=tmp_path)
-    pipeline.run("rules", "seed")
+    # The pack `vigil demo` seeds (prepare_demo -> seed_pack(load_pack())), before detect-rules loads its rules.
+    seed_pack(engine=db, drafts=load_pack())
     labels_path = tmp_path / "labels.csv"
     start = (datetime.now(UTC) - timedelta(days=DAYS)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    pipeline.run(
-        "generate", "--to", "kafka", "--seed", "1", "--accounts", str(ACCOUNTS), "--merchants", str(MERCHANTS),
-        "--start", start, "--rate", str(TRANSACTIONS / 4), "--duration", "4",
-        "--event-rate", str(TRANSACTIONS / (DAYS * 86_400)), "--fraud-rate", str(FRAUD_RATE),
-        "--labels", str(labels_path),
-        timeout=180,
-    )  # fmt: skip
-    fraud = _labels(labels_path)
     try:
+        # Services first: they start while the generator sends (start-up dominates on a busy machine).
         pipeline.start("ingest", ["run", "ingest", "--instance-id", f"{settings.kafka_topic_prefix}recall"])
         pipeline.start("features", ["run", "features"])
         pipeline.start("detect-statistical", ["run", "detect-statistical"])
         pipeline.start("detect-rules", ["run", "detect-rules", "--poll-seconds", "1"])
+        pipeline.run(
+            "generate", "--to", "kafka", "--seed", "1", "--accounts", str(ACCOUNTS), "--merchants", str(MERCHANTS),
+            "--start", start, "--rate", str(TRANSACTIONS / 4), "--duration", "4",
+            "--event-rate", str(TRANSACTIONS / (DAYS * 86_400)), "--fraud-rate", str(FRAUD_RATE),
+            "--labels", str(labels_path),
+            timeout=180,
+        )  # fmt: skip
+        fraud = _labels(labels_path)
 
         def transactions() -> int:
             pipeline.assert_alive()

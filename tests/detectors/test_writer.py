@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 from sqlalchemy import Engine, text
 
 from core import metrics
-from core.contracts import Anomaly, DetectorFamily
+from core.contracts import Anomaly, DetectorFamily, Reason
 from core.detection import (
     AnomalyWriter,
+    DetectionError,
     DetectionHandler,
     Detections,
     FeatureBatch,
+    Scores,
     Thresholds,
     anomaly_message,
     anomaly_row,
@@ -99,3 +102,27 @@ def test_replays_and_overlaps_insert_only_new_rows_and_count_cases_once(topics: 
     assert {tx for tx, severity in severities.items() if severity == "critical"} == critical
     published = [Anomaly.model_validate_json(m.value() or b"") for m in read_all(topics, topics.topic(ANOMALIES))]
     assert {a.anomaly_id for a in published} == {row[0] for row in rows}, "replays publish again; consumers dedup"
+
+
+class _Broken:
+    """A detector that breaks the contract in one of two ways."""
+
+    family = DetectorFamily.STATISTICAL
+    version = "1"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def score(self, batch: FeatureBatch) -> Scores:
+        raw = np.full(len(batch), np.inf if self.name == "infinite" else 1.0)
+        return Scores(raw=raw, normalised=np.full(len(batch), 90.0))
+
+    def explain(self, batch: FeatureBatch, index: int) -> list[Reason]:
+        return [] if self.name == "silent" else [Reason(feature="amount", text="Flagged for a test.")]
+
+
+@pytest.mark.parametrize("name", ["infinite", "silent"])
+def test_the_fast_path_keeps_the_contract_the_models_enforce(name: str) -> None:
+    vectors, _ = labelled_batch(seed=1, size=3)
+    with pytest.raises(DetectionError, match="silent" if name == "silent" else "non-finite"):
+        detect_batch(detectors=[_Broken(name)], batch=FeatureBatch(vectors), thresholds=Thresholds())
