@@ -460,6 +460,7 @@ class AnomalyWriter:
         return self.write_rows(detections.rows(), publish=publish)
 
     def write_rows(self, rows: Sequence[AnomalyRow], *, publish: bool = True) -> int:
+        """`write` for COPY-ready rows; returns the number newly inserted."""
         if not rows:
             return 0
         # One row per id: a transaction delivered twice in one batch must not conflict with itself.
