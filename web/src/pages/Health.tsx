@@ -212,24 +212,6 @@ export function HealthPage() {
         />
       </div>
       <div className="grid-2">
-        <Card title="Detections per hour by family (throughput)" className="span-2">
-          <Async value={trends} empty={(t) => (t.points.length ? null : <Empty title="No detections in the last 6 hours" />)}>
-            {(t) => <TrendChart points={t.points} bucket="hour" timeZone={summary.data?.timezone ?? "UTC"} height={180} />}
-          </Async>
-        </Card>
-        <Card title="Dependencies">
-          <Async value={ready}>
-            {(r) => (
-              <ul className="checks" aria-label="Dependency checks">
-                {Object.entries(r.body.checks).map(([name, ok]) => (
-                  <li key={name} className={ok ? "ok" : "bad"}>
-                    <span className="dot" aria-hidden="true" /> {name}: {ok ? "answering" : "not answering"}
-                  </li>
-                ))}
-              </ul>
-            )}
-          </Async>
-        </Card>
         <Card title="Stream services and consumer lag" className="span-2">
           <Async
             value={status}
@@ -246,6 +228,24 @@ export function HealthPage() {
                 )}
                 <ServicesTable services={s.services} />
               </>
+            )}
+          </Async>
+        </Card>
+        <Card title="Detections per hour by family (throughput)" className="span-2">
+          <Async value={trends} empty={(t) => (t.points.length ? null : <Empty title="No detections in the last 6 hours" />)}>
+            {(t) => <TrendChart points={t.points} bucket="hour" timeZone={summary.data?.timezone ?? "UTC"} height={180} />}
+          </Async>
+        </Card>
+        <Card title="Dependencies">
+          <Async value={ready}>
+            {(r) => (
+              <ul className="checks" aria-label="Dependency checks">
+                {Object.entries(r.body.checks).map(([name, ok]) => (
+                  <li key={name} className={ok ? "ok" : "bad"}>
+                    <span className="dot" aria-hidden="true" /> {name}: {ok ? "answering" : "not answering"}
+                  </li>
+                ))}
+              </ul>
             )}
           </Async>
         </Card>
