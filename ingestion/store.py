@@ -61,7 +61,13 @@ _COLUMNS: Final = (
 )
 _COLUMN_LIST: Final = ", ".join(_COLUMNS)
 _COPY: Final = f"COPY transactions ({_COLUMN_LIST}) FROM STDIN"
-_LOOKUP: Final = "SELECT transaction_id, source_ref, ingested_at FROM transactions WHERE transaction_id = ANY(%s)"
+# The ids travel as one comma-separated text (the contract's identifier pattern has no comma):
+# adapting a Python list costs ~1 µs per id in psycopg, splitting in the server next to nothing.
+# string_to_array without a null string never yields NULL, so an id spelled "NULL" stays text.
+_LOOKUP: Final = (
+    "SELECT transaction_id, source_ref, ingested_at FROM transactions "
+    "WHERE transaction_id = ANY(string_to_array(%s, ','))"
+)
 
 
 class Outcome(enum.Enum):
@@ -182,7 +188,7 @@ class StoreSession:
                 self._locked = True
             if not candidates:
                 return []
-            ids = list({candidate.valid.transaction_id for candidate in candidates})
+            ids = ",".join({candidate.valid.transaction_id for candidate in candidates})
             cursor.execute(_LOOKUP, (ids,))
             existing: dict[str, tuple[str | None, datetime]] = {row[0]: (row[1], row[2]) for row in cursor.fetchall()}
             decisions = self._decide(candidates, existing)

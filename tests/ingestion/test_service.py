@@ -303,3 +303,17 @@ def test_a_batch_that_fails_holds_back_the_batches_behind_it_until_all_are_writt
     out = topic_messages(settings, TX_VALID)
     assert sorted(orjson.loads(body(m))["transaction_id"] for m in out) == sorted(p["transaction_id"] for p in payloads)
     assert topic_messages(settings, TX_DLQ) == []
+
+
+def test_an_id_spelled_null_is_still_found_by_the_duplicate_check(topics: Settings, db: Engine) -> None:
+    """Ids travel to the lookup as one comma-separated text; "NULL" must stay an id, not become NULL."""
+    settings = topics.model_copy(update={"batch_size": 10})
+    later = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    produce_raw(settings, [encode(transaction(1, transaction_id="NULL"))], key=b"k")
+    with running_ingest(settings):
+        wait_for(lambda: committed_lag(settings) == 0, timeout=60, what="the first record")
+    produce_raw(settings, [encode(transaction(2, transaction_id="NULL", occurred_at=later))], key=b"k")
+    with running_ingest(settings):
+        wait_for(lambda: committed_lag(settings) == 0, timeout=60, what="the second record")
+    assert row_counts(db) == (1, 1)
+    assert [header(m, DLQ_REASON) for m in topic_messages(settings, TX_DLQ)] == ["duplicate_transaction_id"]

@@ -79,3 +79,33 @@ def test_arbitrary_json_yields_a_verdict_never_an_exception(value: Any) -> None:
 def test_arbitrary_bytes_yield_a_verdict_never_an_exception(raw: bytes) -> None:
     result = parse_transaction(raw, max_bytes=MAX_BYTES)
     assert isinstance(result, Valid | Invalid)
+
+
+def test_the_fast_paths_joined_check_keeps_each_field_to_its_own_pattern() -> None:
+    """The fast path matches the text fields joined by U+001F: a separator inside one must not pass."""
+    from ingestion.validate import fast_path
+    from tests.ingestion.helpers import transaction
+
+    base = transaction(1)
+    assert isinstance(fast_path(orjson.loads(orjson.dumps(base))), Valid)
+    for field in ("transaction_id", "tenant_id", "account_id", "merchant_id", "merchant_category", "channel"):
+        payload = {**base, field: f"{base[field]}\x1f{base[field]}"}
+        raw = orjson.dumps(payload)
+        assert fast_path(orjson.loads(raw)) is None, field
+        result = parse_transaction(raw, max_bytes=MAX_BYTES)
+        assert isinstance(result, Invalid) and result.reason == "invalid_value", (field, result)
+    # Shifting text between neighbours keeps the separator count but breaks the fields' own patterns.
+    shifted = {**base, "merchant_category": "54", "merchant_id": f"{base['merchant_id']}\x1f11"}
+    assert fast_path(orjson.loads(orjson.dumps(shifted))) is None
+
+
+def test_a_cached_attribute_key_does_not_let_invalid_keys_through() -> None:
+    from tests.ingestion.helpers import transaction
+
+    ok = orjson.dumps(transaction(1, attributes={"entry_mode": "chip"}))
+    assert isinstance(parse_transaction(ok, max_bytes=MAX_BYTES), Valid)
+    assert isinstance(parse_transaction(ok, max_bytes=MAX_BYTES), Valid)  # now from the cache
+    for key in ("Entry_mode", "entry mode", "x" * 41, "1st"):
+        bad = orjson.dumps(transaction(1, attributes={"entry_mode": "chip", key: "v"}))
+        result = parse_transaction(bad, max_bytes=MAX_BYTES)
+        assert isinstance(result, Invalid) and result.reason == "invalid_value", (key, result)
