@@ -47,6 +47,7 @@ MERCHANTS = 60
 TRANSACTIONS = 12_000
 DAYS = 20.0  # of event time: ~40 past payments per account, enough history for most
 FRAUD_RATE = 0.05
+QUARTILES = ("account_amount_history_q1", "account_amount_history_q3")
 HELD_BACK = 20  # vectors the features stage may still hold at the end of a finite stream
 MIN_HISTORY = 5
 
@@ -157,6 +158,11 @@ def test_statistical_and_rule_detectors_catch_injected_fraud(topics: Settings, d
     figures["false-positive rate, z-score alone"] = _rate(
         sum("account_amount_zscore" in flagged.get(tx, ()) for tx in legitimate), len(legitimate)
     )
+    # The IQR detector reads exactly the features stage's quartile names; without them it judges nothing.
+    quartiles = all(name in v.features for v in vectors.values() for name in QUARTILES)
+    iqr_rows = sum(1 for _, _, name, _, _ in rows if name == "account_amount_iqr")
+    figures["IQR anomalies"] = iqr_rows
+    assert (iqr_rows > 0) == quartiles, f"quartile features present: {quartiles}, IQR anomalies: {iqr_rows}"
     by_detector: dict[str, int] = defaultdict(int)
     for tx in legitimate:
         for name in flagged.get(tx, ()):
