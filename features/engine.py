@@ -308,6 +308,19 @@ class StateCopy:
         return b"".join([_STATE_MAGIC, len(header).to_bytes(8, "big"), header, *chunks])
 
 
+def _copy_into(pool: dict[str, np.ndarray] | None, name: str, array: np.ndarray) -> np.ndarray:
+    """A copy of `array`, in `pool[name]` when given (grown with slack when the state outgrew it)."""
+    if pool is None:
+        return array.copy()
+    buffer = pool.get(name)
+    rows = array.shape[0]
+    if buffer is None or buffer.shape[0] < rows or buffer.shape[1:] != array.shape[1:] or buffer.dtype != array.dtype:
+        buffer = pool[name] = np.empty((rows + rows // 4 + 16, *array.shape[1:]), dtype=array.dtype)
+    view = buffer[:rows]
+    np.copyto(view, array)
+    return view
+
+
 def _read_state(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     import pyarrow as pa
 
@@ -513,19 +526,23 @@ class FeatureEngine:
     def mark(self) -> StateMark:
         return StateMark(time=self.applied_until, sizes=self.entity_counts())
 
-    def copy_state(self) -> StateCopy:
+    def copy_state(self, *, into: dict[str, np.ndarray] | None = None) -> StateCopy:
         """A consistent copy of the whole state, cheap enough to take between batches.
 
         Serialising and compressing the copy (`StateCopy.to_bytes`) is the slow part and
-        can run on another thread while the engine goes on.
+        can run on another thread while the engine goes on. `into` is a pool of buffers kept
+        by the caller between copies: a fresh copy of a large state spends most of its time in
+        page faults (1.6 s of CPU for 680 MB), a reused buffer only in memcpy. The previous copy
+        taken into the same pool must no longer be in use.
         """
         header = self._header(delta=False)
         arrays: dict[str, np.ndarray] = {}
         for kind_name, kind in self.kinds.items():
             for name, array in kind.arrays().items():
-                arrays[f"{kind_name}.{name}"] = array.copy()
+                arrays[f"{kind_name}.{name}"] = _copy_into(into, f"{kind_name}.{name}", array)
             header[kind_name] = list(kind.names)
-        arrays.update({k: v.copy() for k, v in self.extras.arrays(len(self.kinds["account"])).items()})
+        extras = self.extras.arrays(len(self.kinds["account"]))
+        arrays.update({name: _copy_into(into, name, array) for name, array in extras.items()})
         for pair_name in _PAIR_NAMES:
             keys, times = self.pair_arrays(pair_name)
             arrays[f"pairs.{pair_name}.keys"] = keys

@@ -24,6 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final
 
+import numpy as np
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 from sqlalchemy import Engine
@@ -145,6 +146,8 @@ class FeatureStage:
         self._writing: Future[tuple[int, StateMark | None]] | None = None
         # The full snapshot deltas are taken against: (snapshot id, what it covered).
         self._base: tuple[int, StateMark] | None = None
+        # Buffers full copies reuse (one snapshot is in flight at a time, so one set suffices).
+        self._copies: dict[str, np.ndarray] = {}
         self._producer = DeliveringProducer(
             settings, service=SERVICE, **{"compression.type": options.output_compression}
         )
@@ -441,7 +444,7 @@ class FeatureStage:
         if base is not None and self._engine.changed_share(base[1]) <= _DELTA_LIMIT:
             engine_state, base_id = self._engine.copy_delta(base[1]), base[0]
         else:
-            engine_state, base_id = self._engine.copy_state(), None
+            engine_state, base_id = self._engine.copy_state(into=self._copies), None
         ordering_state = self._sequencer.state(_encode_item)
         processed = self._engine.processed
         self._last_snapshot = time.monotonic()

@@ -261,3 +261,20 @@ def _mixed(events: list[Event], apply: list[bool]) -> Batch:
             apply=flag,
         )
     return batch
+
+
+def test_full_copies_into_reused_buffers_equal_fresh_copies() -> None:
+    start = 1_767_225_600.0
+    engine = FeatureEngine()
+    pool: dict[str, np.ndarray] = {}
+    for size in (10, 500, 3000):  # the state outgrows the buffers twice
+        engine.compute(_batch([Event(start + i, f"a{i}", f"c{i}", "m1", None, None, "DE", 2.0) for i in range(size)]))
+        start += size
+        reused = engine.copy_state(into=pool)
+        fresh = engine.copy_state()
+        assert reused.arrays.keys() == fresh.arrays.keys()
+        for name, array in fresh.arrays.items():
+            assert np.array_equal(reused.arrays[name], array, equal_nan=True), name
+        restored = FeatureEngine.from_bytes(reused.to_bytes())
+        assert restored.entity_counts() == engine.entity_counts()
+    assert pool  # the buffers are kept for the next copy
