@@ -76,11 +76,13 @@ _ACCOUNT_EXTRAS: Final = (
     "account_amount_history_median",
     "account_amount_history_mad",
     "account_amount_robust_zscore",
+    "account_amount_history_q1",
+    "account_amount_history_q3",
 )
 
 
 def _default_features() -> dict[str, ValueType]:
-    # Mirrors features/registry.py (feature set version 1); tests/rules checks they agree.
+    # Mirrors features/registry.py (feature set version 2); tests/rules checks they agree.
     features: dict[str, ValueType] = {"hour_of_day": N}
     for entity in _ENTITIES:
         for window in _WINDOWS:
