@@ -28,7 +28,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.contracts import FeatureVector, Transaction
@@ -353,6 +353,15 @@ def build_scorer(settings: Settings, *, with_models: bool = True) -> SyncScorer:
     from vigil.commands.rules import registry_catalogue
 
     engine = make_engine(settings, pool_size=settings.database_pool_size)
+    timeout = int(settings.api_statement_timeout_ms)
+
+    @event.listens_for(engine, "connect")
+    def _statement_timeout(dbapi_connection: Any, _record: Any) -> None:
+        # A decision must not wait on a runaway query: bounded like every API query.
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f"SET statement_timeout = {timeout}")
+        dbapi_connection.commit()
+
     config = load_statistical_config(settings.statistical_config_file)
 
     def statistical() -> Sequence[Detector]:
