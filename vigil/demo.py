@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import time
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from core import schema
 from core.db import make_engine
@@ -62,3 +64,42 @@ def prepare_demo(*, settings: Settings) -> dict[str, tuple[str, str]]:
     finally:
         engine.dispose()
     return {user: (user, passwords[user]) for user in DEMO_USERS}
+
+
+def history_rows(*, settings: Settings, start: datetime, end: datetime) -> int:
+    """Stored transactions with event time in [start, end): how far back-dated demo traffic got."""
+    engine = make_engine(settings, pool_size=1)
+    try:
+        with engine.connect() as connection:
+            query = (
+                select(func.count())
+                .select_from(schema.transactions)
+                .where(schema.transactions.c.occurred_at >= start, schema.transactions.c.occurred_at < end)
+            )
+            return int(connection.execute(query).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def wait_until_stored(*, settings: Settings, start: datetime, end: datetime, timeout: float = 900.0) -> int:
+    """Wait until ingestion stops adding rows to the window (stable over 15 s); returns the row count."""
+    deadline = time.monotonic() + timeout
+    last, stable_since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        rows = history_rows(settings=settings, start=start, end=end)
+        if rows != last:
+            last, stable_since = rows, time.monotonic()
+        elif rows > 0 and time.monotonic() - stable_since >= 15:
+            return rows
+        time.sleep(3)
+    raise TimeoutError(f"ingestion did not settle within {timeout:.0f}s ({last} rows stored)")
+
+
+def has_champion(*, settings: Settings, name: str) -> bool:
+    from detectors.ml import CHAMPION, ModelRegistry, RegistryError
+
+    try:
+        ModelRegistry(settings.mlflow_tracking_uri).resolve(name, CHAMPION)
+    except RegistryError:
+        return False
+    return True

@@ -60,7 +60,7 @@ def run_all(ctx: click.Context) -> None:
 @click.pass_context
 def demo(ctx: click.Context, rate: int, history_days: int, accounts: int, merchants: int, seed: int) -> None:
     """Seed demo users and rules, start every service, stream synthetic traffic, serve the dashboard."""
-    from datetime import UTC, datetime, timedelta
+    import secrets
 
     from core.logging import configure_logging
     from vigil.demo import prepare_demo
@@ -71,46 +71,21 @@ def demo(ctx: click.Context, rate: int, history_days: int, accounts: int, mercha
     credentials = prepare_demo(settings=settings)
     plan = _service_plan(ctx)
     available = set(_available(ctx))
-    common = ["--accounts", str(accounts), "--merchants", str(merchants), "--to", "kafka"]
+    common = ["--accounts", str(accounts), "--merchants", str(merchants)]
     if "generate" in ctx.find_root().command.commands:  # type: ignore[attr-defined]
         if history_days:
-            start = (datetime.now(UTC) - timedelta(days=history_days)).strftime("%Y-%m-%dT%H:%M:%SZ")
-            per_day = max(accounts * 2, 2000)
-            plan.append(
-                (
-                    "generate-history",
-                    vigil_argv(
-                        "generate",
-                        *common,
-                        "--seed",
-                        str(seed),
-                        "--start",
-                        start,
-                        "--rate",
-                        str(per_day * history_days // 60 or 1),
-                        "--duration",
-                        "60",
-                        "--fraud-rate",
-                        "0.01",
-                        "--event-rate",
-                        str(per_day / 86_400),
-                    ),
-                )
-            )
+            history = vigil_argv("demo-history", "--days", str(history_days), "--seed", str(seed), *common)
+            plan.append(("history", history))
+        # A fresh seed per run: a repeated seed repeats transaction ids, which ingestion dead-letters as duplicates.
+        live_seed = secrets.randbelow(2**31)
         plan.append(
             (
                 "generate-live",
                 vigil_argv(
                     "generate",
                     *common,
-                    "--seed",
-                    str(seed + 1),
-                    "--rate",
-                    str(rate),
-                    "--duration",
-                    "0",
-                    "--fraud-rate",
-                    "0.02",
+                    *("--to", "kafka", "--seed", str(live_seed), "--rate", str(rate)),
+                    *("--duration", "0", "--fraud-rate", "0.02"),
                 ),
             )
         )
@@ -129,5 +104,61 @@ def demo(ctx: click.Context, rate: int, history_days: int, accounts: int, mercha
     click.echo(f"demo stopped after {time.monotonic() - started:.0f}s")
 
 
+@click.command("demo-history", hidden=True)
+@click.option("--days", required=True, type=click.IntRange(1, 60))
+@click.option("--accounts", required=True, type=click.IntRange(10, 1_000_000))
+@click.option("--merchants", required=True, type=click.IntRange(5, 100_000))
+@click.option("--seed", required=True, type=int)
+@click.pass_context
+def demo_history(ctx: click.Context, days: int, accounts: int, merchants: int, seed: int) -> None:
+    """A step of `vigil demo`: back-dated traffic, then first models trained on it and promoted.
+
+    Skips what an earlier demo already did: history already stored is not sent again (its
+    ids would be dead-lettered as duplicates), and a model with a champion is left alone.
+    """
+    import subprocess
+    from datetime import UTC, datetime, timedelta
+
+    from core.logging import configure_logging
+    from vigil.demo import has_champion, history_rows, wait_until_stored
+    from vigil.supervisor import vigil_argv
+
+    settings = _settings(ctx)
+    configure_logging(service="demo-history", level=settings.log_level, fmt="text")
+    end = datetime.now(UTC).replace(second=0, microsecond=0)
+    start = end - timedelta(days=days)
+    labels = settings.state_dir / "demo-history-labels.csv"
+    stored = history_rows(settings=settings, start=start, end=end)
+    if stored:
+        click.echo(f"history: {stored} transactions already stored; not sending them again")
+    else:
+        per_day = max(accounts * 2, 2000)
+        generate = vigil_argv(
+            "generate",
+            *("--accounts", str(accounts), "--merchants", str(merchants), "--to", "kafka"),
+            *("--seed", str(seed), "--start", start.strftime("%Y-%m-%dT%H:%M:%SZ")),
+            *("--rate", str(per_day * days // 60 or 1), "--duration", "60", "--fraud-rate", "0.01"),
+            *("--event-rate", str(per_day / 86_400), "--labels", str(labels)),
+        )
+        subprocess.run(generate, check=True)
+    stored = wait_until_stored(settings=settings, start=start, end=end)
+    click.echo(f"history: {stored} transactions stored")
+    # Known outcomes of the back-dated traffic stand in for the chargebacks a real team would train on.
+    models = {
+        "vigil-unsupervised": ["--kind", "isolation_forest"],
+        "vigil-supervised": ["--kind", "supervised", "--labels", str(labels), "--label-delay-days", "0"],
+    }
+    window = ["--from", start.strftime("%Y-%m-%dT%H:%M"), "--to", end.strftime("%Y-%m-%dT%H:%M")]
+    for name, options in models.items():
+        if has_champion(settings=settings, name=name):
+            click.echo(f"{name}: champion already serving; not retrained")
+            continue
+        if str(labels) in options and not labels.exists():
+            click.echo(f"{name}: no labels for the stored history ({labels}); it waits for analysts' labels")
+            continue
+        subprocess.run(vigil_argv("train", "--model", name, *options, *window), check=True)
+        subprocess.run(vigil_argv("models", "promote", "--model", name), check=True)
+
+
 run_commands = [run_all]
-commands = [demo]
+commands = [demo, demo_history]
