@@ -75,13 +75,15 @@ def run_until(loop: BatchLoop, stop: StopFlag, done: threading.Event, timeout: f
     assert not thread.is_alive(), "loop did not stop within 15 s of the stop flag"
 
 
-def make_loop(settings: Settings, handler: CollectingHandler, stop: StopFlag, group: str) -> BatchLoop:
+def make_loop(
+    settings: Settings, handler: CollectingHandler, stop: StopFlag, group: str, *, batch_size: int = 500
+) -> BatchLoop:
     return BatchLoop(
         consumer=make_consumer(settings, group_id=group),
         topics=[settings.topic(TX_RAW)],
         handler=handler,
         service="test",
-        batch_size=500,
+        batch_size=batch_size,
         batch_timeout=0.2,
         stop=stop,
     )
@@ -188,15 +190,7 @@ def test_consumer_lag_gauge_counts_what_the_group_has_not_consumed(topics: Setti
 
     handler.process = process  # type: ignore[method-assign]
     group = f"g-{uuid.uuid4().hex}"
-    loop = BatchLoop(
-        consumer=make_consumer(settings, group_id=group),
-        topics=[settings.topic(TX_RAW)],
-        handler=handler,
-        service="test",
-        batch_size=4,
-        batch_timeout=0.5,
-        stop=stop,
-    )
+    loop = make_loop(settings, handler, stop, group, batch_size=4)
     run_until(loop, stop, done)
 
     consumed = len(handler.seen)
