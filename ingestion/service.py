@@ -530,7 +530,7 @@ def run_ingest(
     )
     # Start-up objects (modules, clients) live as long as the process: freezing them spares every
     # full collection a walk over them, and batches form no reference cycles, so young collections
-    # can be rarer. Measured: the collector took ~25% of validation CPU before this.
+    # can be rarer. In a validation micro-benchmark the collector took ~25% of the CPU before this.
     thresholds = gc.get_threshold()
     gc.collect()
     gc.freeze()
