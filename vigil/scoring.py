@@ -63,23 +63,26 @@ class ScoringError(VigilError):
     """The transaction could not be scored (history unreadable)."""
 
 
-def small_engine(capacity: int = _ENGINE_CAPACITY) -> FeatureEngine:
-    """A `FeatureEngine` with room for `capacity` entities per kind (grows like any other).
+def small_engine(capacity: int = _ENGINE_CAPACITY, *, sizes: dict[str, int] | None = None) -> FeatureEngine:
+    """A `FeatureEngine` with room for `capacity` entities per kind, or exactly `sizes[kind]`.
 
     Same state as `FeatureEngine()`; only the initial allocation differs, which is what a
-    one-transaction scorer pays for on every call. It mirrors `FeatureEngine.__init__` (which
-    takes no capacity), so tests/api/test_scoring.py checks its output equals the default
-    engine's on random traffic; a `capacity` argument upstream would make this unnecessary.
+    one-transaction scorer pays for on every call (sized to the batch, it never grows). It
+    mirrors `FeatureEngine.__init__` (which takes no capacity), so tests/api/test_scoring.py
+    checks its output equals the default engine's on random traffic; a `capacity` argument
+    upstream would make this unnecessary.
     """
     from features import engine as features_engine
     from features.registry import ENTITY_KINDS
 
+    sizes = sizes or {}
     engine = features_engine.FeatureEngine.__new__(features_engine.FeatureEngine)
     engine.kinds = {
-        kind: features_engine._Kind(capacity, distinct=kind in ("account", "device", "ip")) for kind in ENTITY_KINDS
+        kind: features_engine._Kind(max(1, sizes.get(kind, capacity)), distinct=kind in ("account", "device", "ip"))
+        for kind in ENTITY_KINDS
     }
     engine.extras = features_engine._AccountExtras()
-    engine.extras.resize(capacity)
+    engine.extras.resize(engine.kinds["account"].capacity)
     engine.countries = {}
     pair_map = getattr(features_engine, "_pair_map", dict)
     names = getattr(features_engine, "_PAIR_NAMES", ("merchant", "country", "device", "ip"))
@@ -202,7 +205,14 @@ def feature_vector(transaction: Transaction, history: History) -> FeatureVector:
         lat=transaction.lat if located else None,
         lon=transaction.lon if located else None,
     )
-    rows = small_engine().compute(batch)
+    sizes = {
+        "account": len(set(batch.accounts)),
+        "card": len(set(batch.cards)),
+        "merchant": len(set(batch.merchants)),
+        "device": len(set(batch.devices)),
+        "ip": len(set(batch.ips)),
+    }
+    rows = small_engine(sizes=sizes).compute(batch)
     return FeatureVector.model_construct(
         transaction=transaction, features=features_dict(rows[-1]), feature_set_version=FEATURE_SET_VERSION, late=False
     )
