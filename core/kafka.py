@@ -15,6 +15,7 @@ import logging
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -380,8 +381,7 @@ class BatchLoop:
             metrics.BATCHES.labels(self._service).inc()
             metrics.BATCH_DURATION.labels(self._service).observe(elapsed)
             metrics.BATCH_SIZE.labels(self._service).observe(len(messages))
-            for topic in {m.topic() for m in messages}:
-                count = sum(1 for m in messages if m.topic() == topic)
+            for topic, count in Counter(m.topic() for m in messages).items():
                 metrics.MESSAGES_CONSUMED.labels(self._service, topic or "?").inc(count)
             return True
 
