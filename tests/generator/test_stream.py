@@ -115,6 +115,27 @@ def test_legitimate_customers_keep_their_habits(big: tuple[SyntheticStream, list
     assert sum(counts[pop.account_ids[a]] for a in busiest) > 5 * sum(counts[pop.account_ids[a]] for a in quietest)
 
 
+def test_legitimate_located_payments_never_travel_faster_than_an_airliner() -> None:
+    # Few merchants for many countries (the recall test's 60 for 20): residents of a country without
+    # shops must shop in one nearby country, not at merchants scattered over the world.
+    stream, transactions, labels = run(rate=300, duration=40, accounts=300, merchants=60, fraud_rate=0.0, seed=1)
+    assert not labels
+    assert any(len(pool) < 2 for pool in stream.population.by_country), "the case under test: shopless countries"
+    last: dict[str, tuple[datetime, float, float]] = {}
+    distances = []
+    for t in transactions:
+        if "lat" not in t:
+            continue
+        at = datetime.fromisoformat(t["occurred_at"].replace("Z", "+00:00"))
+        previous = last.get(t["account_id"])
+        if previous is not None:
+            distances.append(haversine_km(previous[1], previous[2], t["lat"], t["lon"]))
+        last[t["account_id"]] = (at, t["lat"], t["lon"])
+    assert len(distances) > 1000
+    # Merchants scatter ~17 km around one city per country: no legitimate hop is intercontinental.
+    assert max(distances) < 2500, max(distances)
+
+
 def test_accounts_pay_in_their_usual_local_hours() -> None:
     # Three days of event time, one transaction every 10 s.
     stream, transactions, _ = run(rate=1, duration=25_920, event_rate=0.1, accounts=300, fraud_rate=0)

@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from core.contracts import currency_minor_units
-from vigil.generator.world import CATEGORIES, COUNTRIES
+from vigil.generator.world import CATEGORIES, COUNTRIES, haversine_km
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
@@ -52,6 +52,7 @@ class Population:
     merchant_lon: Floats
     merchant_popularity: Floats
     by_country: tuple[Ints, ...]  # merchants per country, any kind but transfer
+    shops: tuple[Ints, ...]  # per home country: where its residents shop (home, else the nearest country with shops)
     online_by_country: tuple[Ints, ...]
     physical_by_country: tuple[Ints, ...]
     group_profile: Ints  # per group: hour profile index
@@ -77,6 +78,24 @@ CATEGORY_KIND: Final = tuple(c.kind for c in CATEGORIES)
 def _ip(index: int) -> str:
     # Deterministic, valid, spread over public-looking ranges.
     return f"{(index * 7919) % 213 + 11}.{(index >> 8) % 256}.{index % 256}.{(index * 31) % 253 + 1}"
+
+
+def _shops(by_country: tuple[Ints, ...], *, fallback: Ints) -> tuple[Ints, ...]:
+    """Where each country's residents shop: at home, else in the nearest country with at least two merchants.
+
+    Usual merchants drawn from anywhere in the world made legitimate card-present payments
+    jump between continents minutes apart (physically impossible travel).
+    """
+    stocked = [c for c, pool in enumerate(by_country) if pool.size >= 2]
+    result = []
+    for country, pool in enumerate(by_country):
+        if pool.size >= 2 or not stocked:
+            result.append(pool if pool.size >= 2 else fallback)
+            continue
+        here = COUNTRIES[country]
+        nearest = min(stocked, key=lambda c: haversine_km(here.lat, here.lon, COUNTRIES[c].lat, COUNTRIES[c].lon))
+        result.append(by_country[nearest])
+    return tuple(result)
 
 
 def build_population(
@@ -107,12 +126,12 @@ def build_population(
     profile = rng.choice(len(PROFILE_SHARES), size=accounts, p=PROFILE_SHARES).astype(np.int64)
     activity = rng.lognormal(0.0, 0.8, accounts)
     usual = np.empty((accounts, USUAL_MERCHANTS), dtype=np.int64)
-    fallback = everyday if everyday.size else np.arange(merchants)
+    shops = _shops(by_country, fallback=everyday if everyday.size else np.arange(merchants, dtype=np.int64))
     for country in range(len(COUNTRIES)):
         members = np.flatnonzero(home == country)
         if not members.size:
             continue
-        pool = by_country[country] if by_country[country].size >= 2 else fallback
+        pool = shops[country]
         weights = merchant_popularity[pool] / merchant_popularity[pool].sum()
         usual[members] = rng.choice(pool, size=(members.size, USUAL_MERCHANTS), p=weights)
     card_counts = rng.choice((1, 2), size=accounts, p=(0.7, 0.3))
@@ -143,6 +162,7 @@ def build_population(
         merchant_lon=merchant_lon,
         merchant_popularity=merchant_popularity,
         by_country=by_country,
+        shops=shops,
         online_by_country=online_by_country,
         physical_by_country=physical_by_country,
         group_profile=(unique_keys // 100).astype(np.int64),

@@ -139,7 +139,7 @@ class SyntheticStream:
         self._episodes = 0
         pop = self.population
         self._country_pool_cumulative = tuple(
-            np.cumsum(pop.merchant_popularity[pool]) if pool.size else np.zeros(0) for pool in pop.by_country
+            np.cumsum(pop.merchant_popularity[pool]) if pool.size else np.zeros(0) for pool in pop.shops
         )
         self._online = np.flatnonzero(np.array([CATEGORY_KIND[c] == "online" for c in pop.merchant_category]))
         self._physical = np.flatnonzero(np.array([CATEGORY_KIND[c] == "physical" for c in pop.merchant_category]))
@@ -205,7 +205,7 @@ class SyntheticStream:
             cumulative = self._country_pool_cumulative[country]
             if cumulative.size:
                 draws = np.searchsorted(cumulative, rng.random(chosen.size) * cumulative[-1])
-                merchants[chosen] = pop.by_country[country][np.minimum(draws, cumulative.size - 1)]
+                merchants[chosen] = pop.shops[country][np.minimum(draws, cumulative.size - 1)]
         category = pop.merchant_category[merchants]
         spend = np.exp(rng.normal(pop.mu[accounts], pop.sigma[accounts])) * CATEGORY_SPEND[category]
         scale = _SCALE_ARRAY[home]
