@@ -13,21 +13,23 @@ One transaction is scored now, without waiting for the stream (docs/adr/0010):
 
 Nothing is written. Detectors that cannot judge normally (no model loaded, registry
 down, rules unreadable) are listed in `degraded`; the request still answers.
-Detector objects memoise per batch, so each call gets its own (they are cheap);
-only the loaded models, the rule set and the configuration are shared.
+History and features are per request (on the API's worker threads); the detectors run
+on one `DetectorStage` thread that judges the vectors of concurrent requests together,
+since a model call costs about the same for one row as for many.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import queue
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 
-import numpy as np
 from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -218,24 +220,94 @@ def feature_vector(transaction: Transaction, history: History) -> FeatureVector:
     )
 
 
-def judge(detector: Detector, batch: FeatureBatch, thresholds: Thresholds = STREAM_THRESHOLDS) -> DetectorVerdict:
-    """One detector's verdict on row 0: score (None = not judged), and reasons where the stream would flag."""
+def judge(detector: Detector, batch: FeatureBatch, thresholds: Thresholds = STREAM_THRESHOLDS) -> list[DetectorVerdict]:
+    """One detector's verdict on every row: score (None = not judged), reasons where the stream would flag."""
     from api.ports import DetectorVerdict
 
     scores = detector.score(batch)
-    value = float(scores.normalised[0])
-    if math.isnan(value):
-        return DetectorVerdict(family=detector.family.value, name=detector.name, version=detector.version, score=None)
-    decided = thresholds.decide(scores)
-    severity = decided[0][1].value if decided else None
-    return DetectorVerdict(
-        family=detector.family.value,
-        name=detector.name,
-        version=detector.version,
-        score=round(float(np.clip(value, 0.0, 100.0)), 2),
-        severity=severity,
-        reasons=detector.explain(batch, 0) if decided else [],
-    )
+    flagged = dict(thresholds.decide(scores))
+    family, name, version = detector.family.value, detector.name, detector.version
+    verdicts = []
+    for index, raw in enumerate(scores.normalised.tolist()):
+        if math.isnan(raw):
+            verdicts.append(DetectorVerdict(family=family, name=name, version=version, score=None))
+            continue
+        severity = flagged.get(index)
+        verdicts.append(
+            DetectorVerdict(
+                family=family,
+                name=name,
+                version=version,
+                score=round(min(100.0, max(0.0, raw)), 2),
+                severity=None if severity is None else severity.value,
+                reasons=detector.explain(batch, index) if severity is not None else [],
+            )
+        )
+    return verdicts
+
+
+Judged = tuple[list["DetectorVerdict"], list[str]]  # one request's verdicts and degraded detectors
+
+
+class DetectorStage:
+    """Judges the feature vectors of concurrent requests together: one vectorised call per detector.
+
+    A model call costs about the same for one row as for ten, so requests that arrive while a batch
+    is being judged wait in the queue and go together into the next one. Nothing waits on purpose:
+    an idle stage judges a lone request at once. One thread runs every detector, so their per-batch
+    memos are never shared between threads.
+    """
+
+    def __init__(self, judge_all: Callable[[list[FeatureVector]], list[Judged]], *, max_rows: int = 64) -> None:
+        self._judge_all = judge_all
+        self._max_rows = max_rows
+        self._queue: queue.SimpleQueue[tuple[FeatureVector, Future[Judged]] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.batches = 0
+        self.rows = 0
+
+    def submit(self, vector: FeatureVector) -> Judged:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="score-detectors", daemon=True)
+                self._thread.start()
+        done: Future[Judged] = Future()
+        self._queue.put((vector, done))
+        return done.result()
+
+    def _run(self) -> None:
+        while (first := self._queue.get()) is not None:
+            pending = [first]
+            stop = False
+            while len(pending) < self._max_rows:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                pending.append(item)
+            try:
+                results = self._judge_all([vector for vector, _ in pending])
+            except Exception as exc:  # every waiting request gets the failure, the stage keeps running
+                for _, done in pending:
+                    done.set_exception(exc)
+            else:
+                self.batches += 1
+                self.rows += len(pending)
+                for (_, done), result in zip(pending, results, strict=True):
+                    done.set_result(result)
+            if stop:
+                return
+
+    def close(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                self._queue.put(None)
+                self._thread.join(timeout=10)
+                self._thread = None
 
 
 class SyncScorer:
@@ -256,6 +328,7 @@ class SyncScorer:
         self._models = models
         self._on_close = on_close
         self._started = threading.Event()
+        self._stage = DetectorStage(self._judge_all)
 
     def warm(self) -> None:
         """Before serving: load the feature kernels, start following the model registry and load the rules.
@@ -291,56 +364,69 @@ class SyncScorer:
         from api.ports import ScoreOutcome
 
         vector = feature_vector(transaction, self._history.read(transaction))
-        batch = FeatureBatch([vector])
-        verdicts = [judge(detector, batch) for detector in self._statistical()]
-        degraded: list[str] = []
-        verdicts += self._rule_verdicts(batch, degraded)
-        verdicts += self._model_verdicts(batch, degraded)
+        verdicts, degraded = self._stage.submit(vector)
         scored = [v.score for v in verdicts if v.score is not None]
         # The stream's decision for a transaction is its highest anomaly score; the same here.
         return ScoreOutcome(score=max(scored, default=0.0), verdicts=verdicts, degraded=degraded)
 
-    def _rule_verdicts(self, batch: FeatureBatch, degraded: list[str]) -> list[DetectorVerdict]:
-        if self._rules is None:
-            degraded.append("rules")
-            return []
+    def _judge_all(self, vectors: list[FeatureVector]) -> list[Judged]:
+        """Every detector family over the batch, split back into one (verdicts, degraded) per request."""
+        batch = FeatureBatch(vectors)
+        rows: list[Judged] = [([], []) for _ in vectors]
+
+        def add(per_row: list[DetectorVerdict], *, only_judged: bool = False) -> None:
+            for (verdicts, _), verdict in zip(rows, per_row, strict=True):
+                if not only_judged or verdict.score is not None:
+                    verdicts.append(verdict)
+
+        for detector in self._statistical():
+            add(judge(detector, batch))
+        self._rule_verdicts(batch, rows, add)
+        self._model_verdicts(batch, rows, add)
+        return rows
+
+    def _rule_verdicts(self, batch: FeatureBatch, rows: list[Judged], add: Callable[..., None]) -> None:
         from rules import detectors_for
 
-        try:
-            ruleset = self._rules.current()
-        except SQLAlchemyError as exc:
-            log.warning("rules unavailable for scoring", extra={"error": str(exc)})
-            degraded.append("rules")
-            return []
+        ruleset = None
+        if self._rules is not None:
+            try:
+                ruleset = self._rules.current()
+            except SQLAlchemyError as exc:
+                log.warning("rules unavailable for scoring", extra={"error": str(exc)})
+        if ruleset is None:
+            for _, degraded in rows:
+                degraded.append("rules")
+            return
         # Only matching rules are listed: other tenants' rules must not show up in a verdict.
-        verdicts = [judge(detector, batch) for detector in detectors_for(ruleset)]
-        return [v for v in verdicts if v.score is not None]
+        for detector in detectors_for(ruleset):
+            add(judge(detector, batch), only_judged=True)
 
-    def _model_verdicts(self, batch: FeatureBatch, degraded: list[str]) -> list[DetectorVerdict]:
+    def _model_verdicts(self, batch: FeatureBatch, rows: list[Judged], add: Callable[..., None]) -> None:
         from api.ports import DetectorVerdict
         from detectors.ml import MLDetector
 
         if self._models is None:
-            return []
-        verdicts = []
+            return
         for watcher in self._models.watchers:
             served = watcher.detector
             if served is None:
-                degraded.append(watcher.name)
-                verdicts.append(DetectorVerdict(family="ml", name=watcher.name, version="unavailable", score=None))
+                add([DetectorVerdict(family="ml", name=watcher.name, version="unavailable", score=None)] * len(rows))
+                for _, degraded in rows:
+                    degraded.append(watcher.name)
                 continue
-            # A fresh wrapper per call (its memo is per batch); health is the shared one.
+            # A fresh wrapper per batch (its memo is per batch); health is the shared one.
             detector = MLDetector(
                 model=served.model,
                 model_name=served.model_name,
                 model_version=served.model_version,
                 health=served.health,
             )
-            verdict = judge(detector, batch)
-            if watcher.degraded or verdict.score is None:
-                degraded.append(watcher.name)
-            verdicts.append(verdict)
-        return verdicts
+            per_row = judge(detector, batch)
+            add(per_row)
+            for (_, degraded), verdict in zip(rows, per_row, strict=True):
+                if watcher.degraded or verdict.score is None:
+                    degraded.append(watcher.name)
 
     def degraded_detectors(self) -> list[str]:
         """Models this scorer cannot judge with right now (for `GET /v1/system/status`)."""
@@ -349,6 +435,7 @@ class SyncScorer:
         return [watcher.name for watcher in self._models.watchers if watcher.degraded]
 
     def close(self) -> None:
+        self._stage.close()
         if self._models is not None and self._started.is_set():
             self._models.stop()
         if self._on_close is not None:

@@ -273,3 +273,60 @@ def test_the_small_engine_computes_exactly_what_the_default_engine_computes() ->
     assert np.array_equal(small_engine().compute(batch), expected, equal_nan=True)
     exact = {"account": 40, "card": 61, "merchant": 30, "device": 51, "ip": 51}  # never grows
     assert np.array_equal(small_engine(sizes=exact).compute(batch), expected, equal_nan=True)
+
+
+def test_the_detector_stage_judges_requests_that_queue_up_together_and_answers_each_its_own() -> None:
+    import threading
+    import time
+
+    from vigil.scoring import DetectorStage
+
+    sizes: list[int] = []
+    release = threading.Event()
+
+    def judge_all(vectors: list[Any]) -> list[Any]:
+        sizes.append(len(vectors))
+        if len(sizes) == 1:
+            release.wait(10)  # the first batch is slow: the next requests queue up meanwhile
+        return [([], [f"row-{v}"]) for v in vectors]
+
+    stage = DetectorStage(judge_all)
+    answers: dict[int, Any] = {}
+
+    def ask(i: int) -> None:
+        answers[i] = stage.submit(i)  # type: ignore[arg-type]
+
+    threads = [threading.Thread(target=ask, args=(0,))]
+    threads[0].start()
+    while not sizes:
+        time.sleep(0.01)
+    threads += [threading.Thread(target=ask, args=(i,)) for i in range(1, 6)]
+    for thread in threads[1:]:
+        thread.start()
+    while stage._queue.qsize() < 5:
+        time.sleep(0.01)
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    stage.close()
+    assert sizes == [1, 5]
+    assert answers == {i: ([], [f"row-{i}"]) for i in range(6)}
+
+
+def test_a_failing_batch_fails_its_requests_and_the_stage_keeps_serving() -> None:
+    from vigil.scoring import DetectorStage
+
+    calls = 0
+
+    def judge_all(vectors: list[Any]) -> list[Any]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("model exploded")
+        return [([], []) for _ in vectors]
+
+    stage = DetectorStage(judge_all)
+    with pytest.raises(RuntimeError, match="model exploded"):
+        stage.submit(1)  # type: ignore[arg-type]
+    assert stage.submit(2) == ([], [])  # type: ignore[arg-type]
+    stage.close()
