@@ -189,17 +189,18 @@ class FeatureStage:
             self._engine, self._sequencer, mark = unpack_state(
                 blob, partitions=self._partitions, load=self._store.load_state
             )
+            base_id, _, _ = unpack_snapshot(blob)
             if chosen.owner == self._options.owner and mark is not None:
                 # Go on with deltas against the same full state (pruning keeps it: it is ours).
-                base_id, _, _ = unpack_snapshot(blob)
                 self._base = (base_id or chosen.snapshot_id, mark)
             if self._sequencer.allowed_lateness != self._options.allowed_lateness:
                 log.warning("allowed lateness differs from the snapshot's; keeping the snapshot's")
             scan_from = chosen.output_offsets
             log.info(
-                "restored snapshot %d (%d events processed)",
+                "restored snapshot %d (%d events processed, %s)",
                 chosen.snapshot_id,
                 chosen.processed,
+                "full state" if base_id is None else f"delta of full snapshot {base_id}",
                 extra={"snapshot_id": chosen.snapshot_id, "processed": chosen.processed, "owner": chosen.owner},
             )
         self._suppress = self._already_emitted(scan_from)
