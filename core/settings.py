@@ -111,10 +111,10 @@ class Settings(BaseSettings):
     )
     state_dir: Path = Field(Path(".vigil"), description="Local state: stack data, logs, service state.")
     zscore_threshold: float = Field(
-        2.5, ge=1.5, le=4.0, description="Default σ at which statistical detectors warn (1.5-4.0)."
+        3.5, ge=1.5, le=4.0, description="Default σ at which statistical detectors warn (1.5-4.0)."
     )
     zscore_critical: float = Field(
-        4.5, ge=2.0, le=20.0, description="σ at which statistical detectors report critical."
+        7.0, ge=2.0, le=20.0, description="σ at which statistical detectors report critical."
     )
     statistical_config_file: Path | None = Field(
         None, description="YAML of per-tenant/entity statistical thresholds (docs/detectors.md)."

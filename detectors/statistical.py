@@ -32,9 +32,14 @@ from detectors.config import ResolvedBand, StatisticalConfig
 
 RELATIVE_SPREAD_FLOOR: Final = 0.05
 ABSOLUTE_SPREAD_FLOOR: Final = 0.01
-MAD_TO_SIGMA: Final = 1.4826  # MAD of a normal distribution times this is its σ
-IQR_WARNING: Final = 1.5  # Tukey's fences: outlier beyond Q3 + 1.5 IQR, extreme beyond Q3 + 3 IQR
-IQR_CRITICAL: Final = 3.0
+IQR_TO_SIGMA: Final = 1.349  # the IQR of a normal distribution is 1.349 σ
+LOG_SPREAD_FLOOR: Final = 0.0488  # log(1.05): log-scale spread floored at 5 % of the baseline, as on raw amounts
+ROBUST_Z_WARNING: Final = 3.5  # Iglewicz & Hoaglin's cutoff for the modified z-score
+ROBUST_Z_CRITICAL: Final = 7.0  # twice the warning distance
+# Tukey's fences: k = 1.5 "outlier", k = 3 "far out". The inner fence flags ~1.5 % of legitimate
+# payments on log amounts (docs/detectors.md), too many for a queue: warning at the outer fence.
+IQR_WARNING: Final = 3.0
+IQR_CRITICAL: Final = 6.0  # twice the warning distance
 
 _ENTITY_ID: Final[dict[EntityType, Callable[[Transaction], str | None]]] = {
     EntityType.ACCOUNT: lambda t: t.account_id,
@@ -53,6 +58,11 @@ def normalise(deviation: FloatArray, threshold: FloatArray, critical: FloatArray
     with np.errstate(invalid="ignore"):
         result = np.where(deviation < threshold, below, np.where(deviation < critical, between, beyond))
     return np.asarray(result, dtype=np.float64)
+
+
+def _log(values: FloatArray) -> FloatArray:
+    """Natural log, with amounts and statistics floored at one cent (they are positive by contract)."""
+    return np.asarray(np.log(np.maximum(values, ABSOLUTE_SPREAD_FLOOR)), dtype=np.float64)
 
 
 def spread_floor(baseline: FloatArray) -> FloatArray:
@@ -134,6 +144,13 @@ class _AmountDetector:
             metrics.DETECTOR_SKIPPED.labels(self.name, "zero_variance").inc(int(floored.sum()))
         return np.asarray(np.maximum(np.nan_to_num(spread, nan=0.0), floor), dtype=np.float64)
 
+    def _log_floor(self, spread: FloatArray, judged: FloatArray) -> FloatArray:
+        """A log-scale spread floored at log(1.05) (all past amounts nearly equal); floored rows are counted."""
+        floored = (np.nan_to_num(spread, nan=0.0) < LOG_SPREAD_FLOOR) & (judged > 0)
+        if floored.any():
+            metrics.DETECTOR_SKIPPED.labels(self.name, "zero_variance").inc(int(floored.sum()))
+        return np.asarray(np.maximum(np.nan_to_num(spread, nan=0.0), LOG_SPREAD_FLOOR), dtype=np.float64)
+
     def entity_for(self, transaction: Transaction) -> tuple[EntityType, str]:
         entity_id = _ENTITY_ID[self.entity](transaction)
         if entity_id is None:
@@ -181,22 +198,30 @@ class ZScoreDetector(_AmountDetector):
 
 @dataclass
 class RobustZDetector(_AmountDetector):
-    """Robust z: distance from the median in MAD-derived σ; not fooled by a few past outliers."""
+    """Robust z on log amounts (Iglewicz & Hoaglin): distance from the median in robust σ of the log amount.
+
+    Amounts are multiplicative (lognormal-like): on the raw scale a small MAD makes any payment
+    about twice the usual look extreme. Order statistics survive the log, so the log median is
+    the log of the median, and the robust σ of the log amounts is their IQR / 1.349.
+    Warning at 3.5 (Iglewicz & Hoaglin's outlier cutoff), critical at twice that.
+    """
 
     method: str = field(default="robust_z", init=False)
 
     def _compute(self, batch: FeatureBatch) -> tuple[FloatArray, FloatArray, FloatArray]:
-        threshold, critical, min_history = self._bands(batch)
-        judged = self._judgeable(batch, min_history, needs=("median", "mad"))
-        median = self._feature(batch, "median")
-        sigma = self._floor(self._feature(batch, "mad") * MAD_TO_SIGMA, median, judged)
-        z = (batch.field("amount").astype(np.float64) - median) / sigma
-        return np.where(judged > 0, z, np.nan), threshold, critical
+        _, _, min_history = self._bands(batch)
+        judged = self._judgeable(batch, min_history, needs=("median", "q1", "q3"))
+        median, q1, q3 = (_log(self._feature(batch, stat)) for stat in ("median", "q1", "q3"))
+        sigma = self._log_floor((q3 - q1) / IQR_TO_SIGMA, judged)
+        z = (_log(batch.field("amount").astype(np.float64)) - median) / sigma
+        z = np.asarray(np.where(judged > 0, z, np.nan), dtype=np.float64)
+        return z, np.full(len(batch), ROBUST_Z_WARNING), np.full(len(batch), ROBUST_Z_CRITICAL)
 
     def explain(self, batch: FeatureBatch, index: int) -> list[Reason]:
         z, _, _ = self._deviation(batch)
         transaction = batch.transactions[index]
         median = float(self._feature(batch, "median")[index])
+        ratio = float(transaction.amount) / median if median > 0 else float("inf")
         return [
             Reason(
                 feature="amount",
@@ -204,8 +229,9 @@ class RobustZDetector(_AmountDetector):
                 baseline=round(median, 2),
                 contribution=1.0,
                 text=(
-                    f"Amount {transaction.amount} {transaction.currency} is {z[index]:.1f} robust σ "
-                    f"above the median {median:.2f} over {self._history_text(batch, index)}."
+                    f"Amount {transaction.amount} {transaction.currency} is {ratio:.1f} times the median "
+                    f"{median:.2f}, {z[index]:.1f} robust σ above it on the log scale, over "
+                    f"{self._history_text(batch, index)}."
                 ),
             )
         ]
@@ -213,9 +239,11 @@ class RobustZDetector(_AmountDetector):
 
 @dataclass
 class IqrDetector(_AmountDetector):
-    """Tukey fences: beyond Q3 + 1.5 IQR is an outlier (warning), beyond Q3 + 3 IQR extreme (critical).
+    """Tukey's fences on log amounts: beyond Q3 + k IQR of the account's log amounts.
 
     Reads `<entity>_amount_history_q1` and `<entity>_amount_history_q3`; without them it judges nothing.
+    On the log scale a fence is a ratio: amount > Q3 x (Q3 / Q1)^k. Warning at IQR_WARNING,
+    critical at IQR_CRITICAL (see the constants for why).
     """
 
     method: str = field(default="iqr", init=False)
@@ -223,16 +251,16 @@ class IqrDetector(_AmountDetector):
     def _compute(self, batch: FeatureBatch) -> tuple[FloatArray, FloatArray, FloatArray]:
         _, _, min_history = self._bands(batch)
         judged = self._judgeable(batch, min_history, needs=("q1", "q3"))
-        q1, q3 = self._feature(batch, "q1"), self._feature(batch, "q3")
-        median = self._feature(batch, "median")
-        iqr = self._floor(q3 - q1, np.where(np.isnan(median), q3, median), judged)
-        distance = (batch.field("amount").astype(np.float64) - q3) / iqr
+        q1, q3 = _log(self._feature(batch, "q1")), _log(self._feature(batch, "q3"))
+        iqr = self._log_floor(q3 - q1, judged)
+        distance = (_log(batch.field("amount").astype(np.float64)) - q3) / iqr
         distance = np.asarray(np.where(judged > 0, distance, np.nan), dtype=np.float64)
         return distance, np.full(len(batch), IQR_WARNING), np.full(len(batch), IQR_CRITICAL)
 
     def explain(self, batch: FeatureBatch, index: int) -> list[Reason]:
         distance = self._deviation(batch)[0][index]
         transaction = batch.transactions[index]
+        q1 = float(self._feature(batch, "q1")[index])
         q3 = float(self._feature(batch, "q3")[index])
         return [
             Reason(
@@ -242,7 +270,8 @@ class IqrDetector(_AmountDetector):
                 contribution=1.0,
                 text=(
                     f"Amount {transaction.amount} {transaction.currency} is {distance:.1f} interquartile "
-                    f"ranges above the upper quartile {q3:.2f} of {self._history_text(batch, index)}."
+                    f"ranges above the upper quartile {q3:.2f} on the log scale (quartiles {q1:.2f}-{q3:.2f}) "
+                    f"of {self._history_text(batch, index)}."
                 ),
             )
         ]

@@ -8,6 +8,7 @@ from decimal import Decimal
 import numpy as np
 
 from core.contracts import Channel, FeatureVector, Transaction
+from detectors.config import MIN_HISTORY_DEFAULT
 
 
 def vector(
@@ -64,5 +65,5 @@ def labelled_batch(
         is_outlier = bool(rng.random() < outlier_share)
         amount = habit * float(rng.uniform(8, 20)) if is_outlier else float(rng.lognormal(np.log(habit), 0.3))
         vectors.append(vector(index=i, amount=round(amount, 2), history=history))
-        labels.append(is_outlier and len(history) >= 5)
+        labels.append(is_outlier and len(history) >= MIN_HISTORY_DEFAULT)
     return vectors, labels
