@@ -15,11 +15,11 @@ same figures within a few rows). They guard against regressions, they do not pra
   partly covers (measured 30/33 = 0.909 in three runs; guard 0.87, one payment of margin);
 - card testing: the default pack's rule fires from the 3rd payment of a burst when every
   payment on the card in the hour is under 10 (in the card's currency, so bursts in yen,
-  rupees or naira are missed): measured 0.799 (0.65 with the earlier
+  rupees or naira are missed): measured 0.799 in two runs (0.65 with the earlier
   5-payment rule); guard 0.75;
 - false positives: legitimate spending is heavy-tailed (lognormal habits times category
   multipliers), so the robust detectors work on log amounts and the mean/σ z-score warns at
-  3.5σ (docs/detectors.md). Measured 2.6-2.7 % at warning or above, 0.6-0.7 % critical,
+  3.5σ (docs/detectors.md). Measured 2.5-2.7 % at warning or above, 0.6-0.7 % critical,
   1.1-1.2 % for the account z-score alone (was 17 %, 10 %, 3.2 %). Guards: the targets,
   3 % and 1 %, and 1.5 % for the z-score alone.
 """
