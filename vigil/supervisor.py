@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
+from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
 
@@ -58,21 +59,29 @@ def supervise(
     *,
     log_dir: Path | None = None,
     env: Mapping[str, str] | None = None,
+    child_env: Mapping[str, Mapping[str, str]] | None = None,
     until: float | None = None,
 ) -> int:
-    """Run children until SIGTERM/SIGINT (or `until`, a monotonic deadline); returns an exit code."""
+    """Run children until SIGTERM/SIGINT (or `until`, a monotonic deadline); returns an exit code.
+
+    `env` goes to every child; `child_env[name]` only to that child (e.g. its own ops port).
+    """
     stopping = False
 
     def _stop(signum: int, _frame: object) -> None:
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    previous = {signum: signal.signal(signum, _stop) for signum in (signal.SIGTERM, signal.SIGINT)}
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
     children = [
-        Child(name, argv, log_path=(log_dir / f"{name}.log") if log_dir else None, env=dict(env or {}))
+        Child(
+            name,
+            argv,
+            log_path=(log_dir / f"{name}.log") if log_dir else None,
+            env={**(env or {}), **(child_env or {}).get(name, {})},
+        )
         for name, argv in services
     ]
     for child in children:
@@ -97,6 +106,8 @@ def supervise(
                     child.start()
     finally:
         _terminate(children)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return 0
 
 
@@ -114,3 +125,17 @@ def _terminate(children: Sequence[Child]) -> None:
             log.warning("%s did not stop within %.0fs; killing it", child.name, STOP_GRACE_SECONDS)
             child.process.kill()
             child.process.wait()
+
+
+def ops_ports(status_targets: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """`VIGIL_METRICS_PORT` per local service, read from the targets the API's status page probes.
+
+    One source of truth: a service started by `vigil run all` serves its /readyz exactly where
+    GET /v1/system/status looks for it. Targets on other hosts are not ours to start.
+    """
+    ports: dict[str, dict[str, str]] = {}
+    for name, url in status_targets.items():
+        parsed = urlsplit(url)
+        if parsed.hostname in ("127.0.0.1", "localhost", "::1") and parsed.port:
+            ports[name] = {"VIGIL_METRICS_PORT": str(parsed.port)}
+    return ports

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
+import sys
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +19,7 @@ from core.settings import Settings
 from tests.core.test_contracts import valid_payload
 from tests.core.test_database import _tx_row
 from vigil.demo import DEMO_USERS, has_champion, history_rows, prepare_demo, wait_until_stored
+from vigil.supervisor import ops_ports, supervise
 
 pytestmark = pytest.mark.integration
 
@@ -63,3 +67,36 @@ def test_prepare_is_idempotent_and_keeps_the_same_passwords(db: Engine, settings
 
 def test_a_model_without_a_champion_is_reported_as_such(settings: Settings) -> None:
     assert has_champion(settings=settings, name=f"never-registered-{uuid.uuid4().hex[:8]}") is False
+
+
+def test_each_local_service_gets_the_ops_port_the_status_page_probes() -> None:
+    targets = {
+        "ingest": "http://127.0.0.1:9101",
+        "features": "http://localhost:9102",
+        "detect-ml": "http://detect-ml.vigil.svc:9100",  # another host: not started by `vigil run all`
+    }
+    assert ops_ports(targets) == {
+        "ingest": {"VIGIL_METRICS_PORT": "9101"},
+        "features": {"VIGIL_METRICS_PORT": "9102"},
+    }
+
+
+def test_supervised_children_get_the_shared_and_their_own_environment(tmp_path: Path) -> None:
+    show = [sys.executable, "-c", "import os; print(os.environ['SHARED'], os.environ.get('VIGIL_METRICS_PORT'))"]
+    code = supervise(
+        [("ingest", show), ("api", show)],
+        log_dir=tmp_path,
+        env={"SHARED": "yes"},
+        child_env={"ingest": {"VIGIL_METRICS_PORT": "9101"}},
+        until=time.monotonic() + 3,
+    )
+
+    assert code == 0
+    assert (tmp_path / "ingest.log").read_text().split() == ["yes", "9101"]
+    assert (tmp_path / "api.log").read_text().split() == ["yes", "None"]
+
+
+def test_supervising_gives_back_the_callers_signal_handlers(tmp_path: Path) -> None:
+    before = signal.getsignal(signal.SIGINT)
+    supervise([], log_dir=tmp_path, until=time.monotonic() + 0.5)
+    assert signal.getsignal(signal.SIGINT) is before

@@ -36,13 +36,17 @@ def _service_plan(ctx: click.Context) -> list[tuple[str, list[str]]]:
 def run_all(ctx: click.Context) -> None:
     """Run every service as a child process; Ctrl-C or SIGTERM stops them all within 10 s."""
     from core.logging import configure_logging
-    from vigil.supervisor import supervise
+    from vigil.supervisor import ops_ports, supervise
 
     settings = _settings(ctx)
     configure_logging(service="supervisor", level=settings.log_level, fmt="text")
     plan = _service_plan(ctx)
     click.echo("starting: " + ", ".join(name for name, _ in plan))
-    supervise(plan, log_dir=settings.state_dir / "logs" / "services")
+    supervise(
+        plan,
+        log_dir=settings.state_dir / "logs" / "services",
+        child_env=ops_ports(settings.status_ops_targets),
+    )
 
 
 @click.command("demo")
@@ -64,7 +68,7 @@ def demo(ctx: click.Context, rate: int, history_days: int, accounts: int, mercha
 
     from core.logging import configure_logging
     from vigil.demo import prepare_demo
-    from vigil.supervisor import supervise, vigil_argv
+    from vigil.supervisor import ops_ports, supervise, vigil_argv
 
     settings = _settings(ctx)
     configure_logging(service="demo", level=settings.log_level, fmt="text")
@@ -100,7 +104,11 @@ def demo(ctx: click.Context, rate: int, history_days: int, accounts: int, mercha
     click.echo(f"  Logs:      {settings.state_dir / 'logs' / 'services'}/")
     click.echo("  Stop:      Ctrl-C")
     started = time.monotonic()
-    supervise(plan, log_dir=settings.state_dir / "logs" / "services")
+    supervise(
+        plan,
+        log_dir=settings.state_dir / "logs" / "services",
+        child_env=ops_ports(settings.status_ops_targets),
+    )
     click.echo(f"demo stopped after {time.monotonic() - started:.0f}s")
 
 
