@@ -14,8 +14,11 @@ def config_reference() -> str:
     """Markdown table of every `VIGIL_*` variable (README's Configuration section is generated from it)."""
     lines = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
     for name, field in Settings.model_fields.items():
-        default = field.default
-        if isinstance(default, SecretStr):
+        # Lists and maps have a default_factory: show the value it builds, as the JSON the env var takes.
+        default = field.default if field.default_factory is None else field.get_default(call_default_factory=True)
+        if isinstance(default, list | dict):
+            shown = f"`{json.dumps(default, separators=(',', ':'))}`"
+        elif isinstance(default, SecretStr):
             shown = "(development value; required in production)"
         elif default is None:
             shown = "unset"
