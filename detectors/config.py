@@ -1,8 +1,11 @@
 """Statistical thresholds: a default from settings, overridable per tenant and entity type.
 
+`threshold`/`critical` are the mean/σ z-score's bands; robust z and IQR use fixed, published cutoffs
+(detectors/statistical.py). `min_history` applies to all of them.
+
 File format (YAML, `VIGIL_STATISTICAL_CONFIG_FILE`):
 
-    default: {threshold: 2.5, critical: 4.5, min_history: 5}
+    default: {threshold: 3.5, critical: 7.0, min_history: 10}
     tenants:
       acme:
         account: {threshold: 3.0}

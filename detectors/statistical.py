@@ -1,11 +1,11 @@
-"""Statistical detectors: z-score, robust z (median/MAD) and IQR fences on an entity's own history.
+"""Statistical detectors: z-score, and robust z and IQR fences on log amounts, on an entity's own history.
 
 Every detector compares the transaction amount with statistics of the same
 entity's *previous* amounts, which the features stage computes
-(`<entity>_amount_history_{count,mean,std,median,mad,q1,q3}`). Scores are
+(`<entity>_amount_history_{count,mean,std,median,q1,q3}`). Scores are
 vectorised over the batch. Two edge cases are explicit, never silent:
 
-- insufficient history (fewer than `min_history` past amounts, default 5): the
+- insufficient history (fewer than `min_history` past amounts, default 10): the
   row is not judged (NaN score) and `vigil_detector_skipped_total{reason=
   "insufficient_history"}` counts it;
 - zero spread (all past amounts equal): the spread is floored at 5 % of the
@@ -207,6 +207,7 @@ class RobustZDetector(_AmountDetector):
     """
 
     method: str = field(default="robust_z", init=False)
+    version: str = field(default="2", init=False)  # 2: log scale (1 compared raw amounts with median/MAD)
 
     def _compute(self, batch: FeatureBatch) -> tuple[FloatArray, FloatArray, FloatArray]:
         _, _, min_history = self._bands(batch)
@@ -247,6 +248,7 @@ class IqrDetector(_AmountDetector):
     """
 
     method: str = field(default="iqr", init=False)
+    version: str = field(default="2", init=False)  # 2: fences on log amounts, warning at the outer fence
 
     def _compute(self, batch: FeatureBatch) -> tuple[FloatArray, FloatArray, FloatArray]:
         _, _, min_history = self._bands(batch)
