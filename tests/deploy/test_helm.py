@@ -469,3 +469,34 @@ def test_prometheus_rule_has_the_system_alerts_and_the_pipeline_alerts(productio
     } <= alerts
     names = [r["alert"] for group in rule["spec"]["groups"] for r in group["rules"]]
     assert len(names) == len(set(names)), "duplicate alert names"
+
+
+def test_the_api_status_page_probes_every_stage_where_it_serves_and_may_reach_it(
+    render: Rendered, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = pod_spec(render.named("Deployment", "vigil-api"))["containers"][0]
+    for name in [name for name in os.environ if name.startswith("VIGIL_")]:
+        monkeypatch.delenv(name)
+    for name, value in _container_env(render, api).items():
+        monkeypatch.setenv(name, value)
+    targets = load_settings().status_ops_targets  # as the API container parses its environment
+    assert set(targets) == set(STREAM_STAGES)
+    api_labels = pod_labels(render.named("Deployment", "vigil-api"))
+    for stage in STREAM_STAGES:
+        service = render.named("Service", f"vigil-{stage}")
+        ops_port = next(p["port"] for p in service["spec"]["ports"] if p["name"] == "ops")
+        assert targets[stage] == f"http://vigil-{stage}:{ops_port}"  # the stage's headless Service
+        policy = render.named("NetworkPolicy", f"vigil-{stage}")
+        admitted = [
+            rule
+            for rule in policy["spec"]["ingress"]
+            if any("podSelector" in peer and _selects(peer["podSelector"], api_labels) for peer in rule["from"])
+        ]
+        assert admitted and {port["port"] for port in admitted[0]["ports"]} == {"ops"}, stage
+        stage_labels = pod_labels(render.named("Deployment", f"vigil-{stage}"))
+        egress = render.named("NetworkPolicy", "vigil-api")["spec"]["egress"]
+        assert any(
+            any(_selects(peer["podSelector"], stage_labels) for peer in rule.get("to", []))
+            and ops_port in {port["port"] for port in rule["ports"]}
+            for rule in egress
+        ), stage
