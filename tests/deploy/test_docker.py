@@ -108,3 +108,12 @@ def test_compose_runs_the_stack_every_stage_and_the_generator() -> None:
     assert services["timescaledb"]["image"].startswith("timescale/timescaledb:")
     assert services["mlflow"]["entrypoint"] == ["mlflow"]
     assert services["api"]["ports"] == ["8000:8000"]
+
+
+def test_compose_api_probes_each_stream_service_by_its_compose_name_on_its_ops_port() -> None:
+    services = _compose()["services"]
+    targets = json.loads(services["api"]["environment"]["VIGIL_STATUS_OPS_TARGETS"])
+    assert set(targets) == set(STAGES) - {"api"}
+    for stage, url in targets.items():
+        port = services[stage]["environment"]["VIGIL_METRICS_PORT"]
+        assert url == f"http://{stage}:{port}", stage
