@@ -111,7 +111,7 @@ class Settings(BaseSettings):
     )
     state_dir: Path = Field(Path(".vigil"), description="Local state: stack data, logs, service state.")
     zscore_threshold: float = Field(
-        3.5, ge=1.5, le=4.0, description="Default σ at which statistical detectors warn (1.5-4.0)."
+        2.5, ge=1.5, le=4.0, description="Default σ at which the mean/σ z-scores warn (1.5-4.0)."
     )
     zscore_critical: float = Field(
         7.0, ge=2.0, le=20.0, description="σ at which statistical detectors report critical."
