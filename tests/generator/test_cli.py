@@ -219,11 +219,16 @@ def test_an_endless_stream_stops_on_sigterm_and_reports_what_it_delivered(topics
     )
     # Signal only once it is streaming: before that, a loaded machine may still be importing and has not
     # installed its SIGTERM handler yet.
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None and not delivered(topics, topics.topic(TX_RAW)):
-        time.sleep(0.2)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=30)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None and not delivered(topics, topics.topic(TX_RAW)):
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()  # never leave an endless generator behind a failed test
+            process.wait()
     assert process.returncode == 0, stderr.decode()
     match = re.search(r"sent (\d+) transactions \((\d+) fraud", stderr.decode())
     assert match, stderr.decode()
