@@ -20,6 +20,7 @@ import orjson
 from numba import types as numba_types
 from numba.typed import Dict as NumbaDict
 
+from core.contracts import Transaction
 from features import kernels
 from features.errors import FeaturesError
 from features.registry import (
@@ -128,6 +129,23 @@ class Batch:
         self.lats.append(lat)
         self.lons.append(lon)
         self.apply.append(apply)
+
+    def append_transaction(self, transaction: Transaction, *, apply: bool = True) -> None:
+        """Append a validated transaction with the normalisation the stream's decoder applies."""
+        located = transaction.lat is not None and transaction.lon is not None
+        self.append(
+            time=epoch_seconds(transaction.occurred_at),
+            account=transaction.account_id,
+            card=transaction.card_id or None,
+            merchant=transaction.merchant_id,
+            device=transaction.device_id or None,
+            ip=None if transaction.ip is None else str(transaction.ip),
+            country=transaction.country.upper(),
+            amount=float(transaction.amount),
+            lat=transaction.lat if located else None,
+            lon=transaction.lon if located else None,
+            apply=apply,
+        )
 
 
 class _Kind:

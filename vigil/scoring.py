@@ -190,23 +190,10 @@ class HistoryReader:
 def feature_vector(transaction: Transaction, history: History) -> FeatureVector:
     """The transaction's features after `history`, computed by the stream's engine."""
     from features.codec import features_dict
-    from features.engine import epoch_seconds
     from features.registry import FEATURE_SET_VERSION
 
     batch = history.batch  # read for this one call: the transaction is appended in place
-    located = transaction.lat is not None and transaction.lon is not None
-    batch.append(
-        time=epoch_seconds(transaction.occurred_at),
-        account=transaction.account_id,
-        card=transaction.card_id or None,
-        merchant=transaction.merchant_id,
-        device=transaction.device_id or None,
-        ip=None if transaction.ip is None else str(transaction.ip),
-        country=transaction.country.upper(),
-        amount=float(transaction.amount),
-        lat=transaction.lat if located else None,
-        lon=transaction.lon if located else None,
-    )
+    batch.append_transaction(transaction)
     sizes = {
         "account": len(set(batch.accounts)),
         "card": len(set(batch.cards)),

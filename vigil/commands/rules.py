@@ -40,7 +40,7 @@ def offline_features() -> Any:
     """A stateful `FeatureSource` for backtests: the feature engine over history, in event-time order."""
     from core.contracts import FeatureVector
     from features.codec import features_dict
-    from features.engine import Batch, FeatureEngine, epoch_seconds
+    from features.engine import Batch, FeatureEngine
     from features.registry import FEATURE_SET_VERSION
 
     engine = FeatureEngine()
@@ -48,20 +48,7 @@ def offline_features() -> Any:
     def add(vectors: Sequence[FeatureVector]) -> list[FeatureVector]:
         batch = Batch.empty()
         for vector in vectors:
-            tx = vector.transaction
-            located = tx.lat is not None and tx.lon is not None
-            batch.append(
-                time=epoch_seconds(tx.occurred_at),
-                account=tx.account_id,
-                card=tx.card_id or None,
-                merchant=tx.merchant_id,
-                device=tx.device_id or None,
-                ip=None if tx.ip is None else str(tx.ip),
-                country=tx.country.upper(),
-                amount=float(tx.amount),
-                lat=tx.lat if located else None,
-                lon=tx.lon if located else None,
-            )
+            batch.append_transaction(vector.transaction)
         rows = engine.compute(batch)
         return [
             FeatureVector.model_construct(
