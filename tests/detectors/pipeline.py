@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 from confluent_kafka import TopicPartition
 
 from core.contracts import FeatureVector
@@ -42,12 +39,3 @@ def committed(settings: Settings, *, group: str, topic: str, partitions: int) ->
 def caught_up(settings: Settings, *, group: str, ends: dict[int, int]) -> bool:
     offsets = committed(settings, group=group, topic=settings.topic(TX_FEATURES), partitions=settings.kafka_partitions)
     return all(offsets.get(partition, -1) >= end for partition, end in ends.items())
-
-
-def wait_for(check: Callable[[], bool], *, timeout: float, what: str, every: float = 0.5) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(every)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")

@@ -30,7 +30,8 @@ from core.settings import Settings
 from core.topics import ANOMALIES, TX_FEATURES
 from detectors import statistical_detectors
 from tests.detectors.factories import labelled_batch
-from tests.detectors.pipeline import caught_up, committed, ends_of, wait_for
+from tests.detectors.pipeline import caught_up, committed, ends_of
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 

@@ -41,7 +41,8 @@ from core.contracts import FeatureVector
 from core.settings import Settings
 from detectors.config import MIN_HISTORY_DEFAULT
 from rules import load_pack, seed_pack
-from tests.detectors.pipeline import caught_up, ends_of, feature_vectors, wait_for
+from tests.detectors.pipeline import caught_up, ends_of, feature_vectors
+from tests.waiting import wait_for
 from tests.web.pipeline import Pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]

@@ -27,9 +27,9 @@ from tests.ingestion.helpers import (
     row_counts,
     topic_messages,
     transaction,
-    wait_for,
 )
 from tests.ingestion.test_service import MALFORMED
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -20,9 +20,9 @@ from tests.ingestion.helpers import (
     running_ingest,
     topic_messages,
     transaction,
-    wait_for,
 )
 from tests.ingestion.test_service import MALFORMED
+from tests.waiting import wait_for
 from vigil.cli import cli
 
 pytestmark = pytest.mark.integration

@@ -27,8 +27,8 @@ from tests.ingestion.helpers import (
     running_ingest,
     topic_messages,
     transaction,
-    wait_for,
 )
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

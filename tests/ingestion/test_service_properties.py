@@ -14,8 +14,9 @@ from sqlalchemy import Engine
 
 from core.settings import Settings
 from core.topics import TX_DLQ, TX_VALID
-from tests.ingestion.helpers import committed_lag, produce_raw, row_counts, running_ingest, topic_messages, wait_for
+from tests.ingestion.helpers import committed_lag, produce_raw, row_counts, running_ingest, topic_messages
 from tests.ingestion.strategies import JSON_VALUES, near_misses, valid_payloads
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

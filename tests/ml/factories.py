@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import csv
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -137,15 +136,6 @@ def feature_vectors(
 
 
 # --- running detect-ml against the real stack ---------------------------------------------------
-
-
-def wait_for(check: Callable[[], bool], *, timeout: float = 90.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def versions_by_transaction(db: Engine, name: str) -> dict[str, set[str]]:

@@ -23,8 +23,8 @@ from tests.ml.factories import (
     served_version,
     train_and_register,
     versions_by_transaction,
-    wait_for,
 )
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import Engine, text
 
+from tests.waiting import wait_for
 from core.settings import Settings
 
 VIGIL = str(Path(sys.executable).with_name("vigil"))
@@ -32,15 +33,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def wait_for(check: Callable[[], bool], *, timeout: float, what: str, every: float = 0.5) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(every)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 @dataclass

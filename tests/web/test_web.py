@@ -19,7 +19,8 @@ import pytest
 from sqlalchemy import Engine, text
 
 from core.settings import Settings
-from tests.web.pipeline import Pipeline, anomalies_today, open_cases, wait_for
+from tests.web.pipeline import Pipeline, anomalies_today, open_cases
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 WEB = ROOT / "web"
