@@ -10,7 +10,7 @@ dicts because they are sparse. `to_bytes()`/`from_bytes()` round-trip it exactly
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -148,10 +148,13 @@ class Batch:
         )
 
 
+_DEFAULT_CAPACITY: Final = 1024
+
+
 class _Kind:
     """Slots and window/history state of one entity kind (account, card, ...)."""
 
-    def __init__(self, capacity: int = 1024, *, distinct: bool = False) -> None:
+    def __init__(self, capacity: int = _DEFAULT_CAPACITY, *, distinct: bool = False) -> None:
         # Key -> slot, with None -> -1 so a whole column is looked up by one C-level map().
         self.slots: dict[str | None, int] = {None: -1}
         self.names: list[str] = []  # key of each slot, in slot order
@@ -367,9 +370,15 @@ class FeatureEngine:
     applied_until: float = -math.inf
     in_order: bool = True
 
-    def __init__(self) -> None:
+    def __init__(self, *, capacities: Mapping[str, int] | None = None) -> None:
+        """`capacities`: initial slots per entity kind (default 1,024; state grows as needed).
+
+        A one-transaction scorer sizes it to the history it replays, so it never reallocates.
+        """
+        sizes = capacities or {}
         self.kinds: dict[str, _Kind] = {
-            kind: _Kind(distinct=kind in ("account", "device", "ip")) for kind in ENTITY_KINDS
+            kind: _Kind(max(1, sizes.get(kind, _DEFAULT_CAPACITY)), distinct=kind in ("account", "device", "ip"))
+            for kind in ENTITY_KINDS
         }
         self.extras = _AccountExtras()
         self.extras.resize(self.kinds["account"].capacity)

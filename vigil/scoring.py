@@ -69,28 +69,13 @@ def small_engine(capacity: int = _ENGINE_CAPACITY, *, sizes: dict[str, int] | No
     """A `FeatureEngine` with room for `capacity` entities per kind, or exactly `sizes[kind]`.
 
     Same state as `FeatureEngine()`; only the initial allocation differs, which is what a
-    one-transaction scorer pays for on every call (sized to the batch, it never grows). It
-    mirrors `FeatureEngine.__init__` (which takes no capacity), so tests/api/test_scoring.py
-    checks its output equals the default engine's on random traffic; a `capacity` argument
-    upstream would make this unnecessary.
+    one-transaction scorer pays for on every call (sized to the batch, it never grows).
     """
-    from features import engine as features_engine
+    from features.engine import FeatureEngine
     from features.registry import ENTITY_KINDS
 
     sizes = sizes or {}
-    engine = features_engine.FeatureEngine.__new__(features_engine.FeatureEngine)
-    engine.kinds = {
-        kind: features_engine._Kind(max(1, sizes.get(kind, capacity)), distinct=kind in ("account", "device", "ip"))
-        for kind in ENTITY_KINDS
-    }
-    engine.extras = features_engine._AccountExtras()
-    engine.extras.resize(engine.kinds["account"].capacity)
-    engine.countries = {}
-    pair_map = getattr(features_engine, "_pair_map", dict)
-    names = getattr(features_engine, "_PAIR_NAMES", ("merchant", "country", "device", "ip"))
-    engine.pairs = {name: pair_map() for name in names}
-    engine.processed = 0
-    return engine
+    return FeatureEngine(capacities={kind: sizes.get(kind, capacity) for kind in ENTITY_KINDS})
 
 
 def lookback() -> timedelta:
