@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +21,7 @@ from core.settings import Settings
 from core.topics import ANOMALIES, TX_DLQ, TX_FEATURES
 from rules import create_rule, disable, publish_version
 from tests.rules.factories import vector
+from tests.waiting import wait_for
 from vigil.commands.rules import run_rules_service
 
 pytestmark = pytest.mark.integration
@@ -64,25 +65,16 @@ def _flagged(db: Engine) -> dict[str, set[tuple[str, str]]]:
     return flagged
 
 
-def _wait(condition: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting for the service")
-
-
 def test_rule_changes_apply_to_later_messages_without_restart(service: StopFlag, topics: Settings, db: Engine) -> None:
     _send(topics, [vector(1, amount="50.00"), vector(2, amount="150.00"), vector(3, amount="500.00")])
-    _wait(lambda: {"tx-2", "tx-3"} <= set(_flagged(db)))
+    wait_for(lambda: {"tx-2", "tx-3"} <= set(_flagged(db)), timeout=60, what="tx-2 and tx-3 flagged")
     assert _flagged(db) == {"tx-2": {("rule:big", "1")}, "tx-3": {("rule:big", "1")}}
 
     # Version 2 raises the bar; after one poll interval the running service uses it.
     publish_version(engine=db, rule_id="big", author="bo", expression="amount > 300")
     time.sleep(POLL_SECONDS * 4)
     _send(topics, [vector(4, amount="200.00"), vector(5, amount="400.00")])
-    _wait(lambda: "tx-5" in _flagged(db))
+    wait_for(lambda: "tx-5" in _flagged(db), timeout=60, what="tx-5 flagged")
     flagged = _flagged(db)
     assert flagged["tx-5"] == {("rule:big", "2")}
     assert "tx-4" not in flagged  # 200 would have matched version 1
@@ -92,7 +84,7 @@ def test_rule_changes_apply_to_later_messages_without_restart(service: StopFlag,
     disable(engine=db, rule_id="big", actor="bo")
     time.sleep(POLL_SECONDS * 4)
     _send(topics, [vector(6, amount="900.00", country="NG")], raw=[b"{not json"])
-    _wait(lambda: "tx-6" in _flagged(db))
+    wait_for(lambda: "tx-6" in _flagged(db), timeout=60, what="tx-6 flagged")
     assert _flagged(db)["tx-6"] == {("rule:far", "1")}  # "big" (900 > 300) is disabled now
 
     published = {m.key() for m in read_all(topics, topics.topic(ANOMALIES))}
@@ -117,7 +109,7 @@ def test_cli_service_starts_loads_rules_and_stops_on_sigterm(topics: Settings, d
     )
     try:
         _send(topics, [vector(7, amount="700.00")])
-        _wait(lambda: "tx-7" in _flagged(db), timeout=90)
+        wait_for(lambda: "tx-7" in _flagged(db), timeout=90, what="tx-7 flagged")
         process.send_signal(signal.SIGTERM)
         started = time.monotonic()
         _, stderr = process.communicate(timeout=15)
