@@ -8,7 +8,7 @@ import secrets
 import time
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 
 from core import schema
 from core.db import make_engine
@@ -66,32 +66,40 @@ def prepare_demo(*, settings: Settings) -> dict[str, tuple[str, str]]:
     return {user: (user, passwords[user]) for user in DEMO_USERS}
 
 
+def _rows_between(engine: Engine, start: datetime, end: datetime) -> int:
+    query = (
+        select(func.count())
+        .select_from(schema.transactions)
+        .where(schema.transactions.c.occurred_at >= start, schema.transactions.c.occurred_at < end)
+    )
+    with engine.connect() as connection:
+        return int(connection.execute(query).scalar_one())
+
+
 def history_rows(*, settings: Settings, start: datetime, end: datetime) -> int:
     """Stored transactions with event time in [start, end): how far back-dated demo traffic got."""
     engine = make_engine(settings, pool_size=1)
     try:
-        with engine.connect() as connection:
-            query = (
-                select(func.count())
-                .select_from(schema.transactions)
-                .where(schema.transactions.c.occurred_at >= start, schema.transactions.c.occurred_at < end)
-            )
-            return int(connection.execute(query).scalar_one())
+        return _rows_between(engine, start, end)
     finally:
         engine.dispose()
 
 
 def wait_until_stored(*, settings: Settings, start: datetime, end: datetime, timeout: float = 900.0) -> int:
     """Wait until ingestion stops adding rows to the window (stable over 15 s); returns the row count."""
-    deadline = time.monotonic() + timeout
-    last, stable_since = -1, time.monotonic()
-    while time.monotonic() < deadline:
-        rows = history_rows(settings=settings, start=start, end=end)
-        if rows != last:
-            last, stable_since = rows, time.monotonic()
-        elif rows > 0 and time.monotonic() - stable_since >= 15:
-            return rows
-        time.sleep(3)
+    engine = make_engine(settings, pool_size=1)  # one pool for every poll
+    try:
+        deadline = time.monotonic() + timeout
+        last, stable_since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            rows = _rows_between(engine, start, end)
+            if rows != last:
+                last, stable_since = rows, time.monotonic()
+            elif rows > 0 and time.monotonic() - stable_since >= 15:
+                return rows
+            time.sleep(3)
+    finally:
+        engine.dispose()
     raise TimeoutError(f"ingestion did not settle within {timeout:.0f}s ({last} rows stored)")
 
 

@@ -7,6 +7,7 @@ from typing import Final
 
 import click
 
+from core.settings import Settings
 from vigil.commands import settings_of as _settings
 
 # Stream services in pipeline order; the API last so its readiness means the rest is starting.
@@ -31,22 +32,24 @@ def _service_plan(ctx: click.Context) -> list[tuple[str, list[str]]]:
     return plan
 
 
+def _supervise(settings: Settings, plan: list[tuple[str, list[str]]]) -> None:
+    """Every service with its log file and the ops port the status page probes."""
+    from vigil.supervisor import ops_ports, supervise
+
+    supervise(plan, log_dir=settings.state_dir / "logs" / "services", child_env=ops_ports(settings.status_ops_targets))
+
+
 @click.command("all")
 @click.pass_context
 def run_all(ctx: click.Context) -> None:
     """Run every service as a child process; Ctrl-C or SIGTERM stops them all within 10 s."""
     from core.logging import configure_logging
-    from vigil.supervisor import ops_ports, supervise
 
     settings = _settings(ctx)
     configure_logging(service="supervisor", level=settings.log_level, fmt="text")
     plan = _service_plan(ctx)
     click.echo("starting: " + ", ".join(name for name, _ in plan))
-    supervise(
-        plan,
-        log_dir=settings.state_dir / "logs" / "services",
-        child_env=ops_ports(settings.status_ops_targets),
-    )
+    _supervise(settings, plan)
 
 
 @click.command("demo")
@@ -68,7 +71,7 @@ def demo(ctx: click.Context, rate: int, history_days: int, accounts: int, mercha
 
     from core.logging import configure_logging
     from vigil.demo import prepare_demo
-    from vigil.supervisor import ops_ports, supervise, vigil_argv
+    from vigil.supervisor import vigil_argv
 
     settings = _settings(ctx)
     configure_logging(service="demo", level=settings.log_level, fmt="text")
@@ -104,11 +107,7 @@ def demo(ctx: click.Context, rate: int, history_days: int, accounts: int, mercha
     click.echo(f"  Logs:      {settings.state_dir / 'logs' / 'services'}/")
     click.echo("  Stop:      Ctrl-C")
     started = time.monotonic()
-    supervise(
-        plan,
-        log_dir=settings.state_dir / "logs" / "services",
-        child_env=ops_ports(settings.status_ops_targets),
-    )
+    _supervise(settings, plan)
     click.echo(f"demo stopped after {time.monotonic() - started:.0f}s")
 
 
@@ -152,16 +151,15 @@ def demo_history(ctx: click.Context, days: int, accounts: int, merchants: int, s
     stored = wait_until_stored(settings=settings, start=start, end=end)
     click.echo(f"history: {stored} transactions stored")
     # Known outcomes of the back-dated traffic stand in for the chargebacks a real team would train on.
-    models = {
-        "vigil-unsupervised": ["--kind", "isolation_forest"],
-        "vigil-supervised": ["--kind", "supervised", "--labels", str(labels), "--label-delay-days", "0"],
-    }
+    unsupervised = ["--kind", "isolation_forest"]
+    supervised = ["--kind", "supervised", "--labels", str(labels), "--label-delay-days", "0"]
+    models = {"vigil-unsupervised": (unsupervised, False), "vigil-supervised": (supervised, True)}
     window = ["--from", start.strftime("%Y-%m-%dT%H:%M"), "--to", end.strftime("%Y-%m-%dT%H:%M")]
-    for name, options in models.items():
+    for name, (options, needs_labels) in models.items():
         if has_champion(settings=settings, name=name):
             click.echo(f"{name}: champion already serving; not retrained")
             continue
-        if str(labels) in options and not labels.exists():
+        if needs_labels and not labels.exists():
             click.echo(f"{name}: no labels for the stored history ({labels}); it waits for analysts' labels")
             continue
         subprocess.run(vigil_argv("train", "--model", name, *options, *window), check=True)
