@@ -15,7 +15,7 @@ def config_reference() -> str:
     lines = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
     for name, field in Settings.model_fields.items():
         # Lists and maps have a default_factory: show the value it builds, as the JSON the env var takes.
-        default = field.default if field.default_factory is None else field.get_default(call_default_factory=True)
+        default = field.get_default(call_default_factory=True)
         if isinstance(default, list | dict):
             shown = f"`{json.dumps(default, separators=(',', ':'))}`"
         elif isinstance(default, SecretStr):
