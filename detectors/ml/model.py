@@ -115,10 +115,13 @@ class FittedModel:
     def raw_scores(self, matrix: FloatArray) -> FloatArray:
         if len(matrix) == 0:
             return np.empty(0, dtype=np.float64)
+        prepared = self.prepare(matrix)
+        if not getattr(self.scorer, "native_threads", True):  # compiled trees, numpy: no pool to limit (~25 µs)
+            return self.scorer.raw(prepared)
         # One core per scoring call: replicas scale by partitions, and OpenMP threads fighting
         # for shared cores made gradient-boosting 10x slower in measurements (docs/ml.md).
         with native_threads(1):
-            return self.scorer.raw(self.prepare(matrix))
+            return self.scorer.raw(prepared)
 
     def normalise(self, raw: FloatArray) -> FloatArray:
         return self.calibration.normalise(raw)

@@ -6,6 +6,12 @@ PyOD's ECOD/COPOD `decision_function` is not: it re-fits its ECDFs on training d
 *plus* the batch on every call (slow, batch-dependent). `EcdfScorer` keeps PyOD's
 formulas but freezes the ECDFs at training time; tests check it reproduces PyOD's
 training scores exactly.
+
+The tree ensembles (IsolationForest, gradient boosting) score through `detectors.ml.trees`:
+their fitted node arrays walked by one compiled kernel, the same floats as scikit-learn's
+own methods without its per-call and per-tree overhead (a single row: ~10 µs instead of
+~10 ms). The compiled arrays are built on first use and never pickled (models already in the
+registry get them too).
 """
 
 from __future__ import annotations
@@ -20,6 +26,12 @@ import numpy.typing as npt
 
 from core.detection import FloatArray
 from detectors.ml.errors import TrainingDataError
+from detectors.ml.trees import (
+    CompiledBinaryBoosting,
+    CompiledIsolationForest,
+    compile_binary_boosting,
+    compile_isolation_forest,
+)
 
 BoolArray = npt.NDArray[np.bool_]
 
@@ -45,14 +57,30 @@ class Scorer(Protocol):
 
     def raw(self, matrix: FloatArray) -> FloatArray: ...
 
+    # Optional: `native_threads` (bool), False when `raw` starts no native thread pool (OpenMP) that
+    # callers must limit; scorers without it are limited.
+
+
+class _CompiledCache:
+    """Mixin: a compiled form of `estimator_`, built on first use and left out of pickles."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("compiled_", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
 
 @dataclass
-class IsolationForestScorer:
+class IsolationForestScorer(_CompiledCache):
     """scikit-learn IsolationForest; raw = -score_samples (the average path length, inverted)."""
 
     n_estimators: int = 100
     max_samples: int = 256
     estimator_: Any = field(default=None, repr=False)
+    compiled_: CompiledIsolationForest | None = field(default=None, init=False, repr=False, compare=False)
 
     def fit(self, matrix: FloatArray, target: BoolArray | None, *, seed: int) -> None:
         from sklearn.ensemble import IsolationForest
@@ -63,9 +91,17 @@ class IsolationForestScorer:
             random_state=seed,
             n_jobs=1,
         ).fit(matrix)
+        self.compiled_ = None
 
     def raw(self, matrix: FloatArray) -> FloatArray:
-        return np.asarray(-self.estimator_.score_samples(matrix), dtype=np.float64)
+        compiled = getattr(self, "compiled_", None)  # absent on models pickled before it existed
+        if compiled is None:
+            compiled = self.compiled_ = compile_isolation_forest(self.estimator_)
+        return compiled.anomaly_score(matrix)
+
+    @property
+    def native_threads(self) -> bool:
+        return False
 
 
 @dataclass
@@ -119,6 +155,10 @@ class EcdfScorer:
     def raw(self, matrix: FloatArray) -> FloatArray:
         return np.asarray(self.contributions(matrix).sum(axis=1), dtype=np.float64)
 
+    @property
+    def native_threads(self) -> bool:
+        return False
+
 
 @dataclass
 class HbosScorer:
@@ -135,9 +175,13 @@ class HbosScorer:
     def raw(self, matrix: FloatArray) -> FloatArray:
         return np.asarray(self.estimator_.decision_function(matrix), dtype=np.float64)
 
+    @property
+    def native_threads(self) -> bool:
+        return False  # numpy histograms only
+
 
 @dataclass
-class SupervisedScorer:
+class SupervisedScorer(_CompiledCache):
     """Gradient-boosted trees on analyst labels; raw = predicted probability of confirmed fraud.
 
     HistGradientBoosting handles missing values natively (no device, first payment),
@@ -148,6 +192,8 @@ class SupervisedScorer:
     learning_rate: float = 0.1
     max_leaf_nodes: int = 31
     estimator_: Any = field(default=None, repr=False)
+    # False: the fitted model has splits the compiled walk does not cover; scikit-learn scores it.
+    compiled_: CompiledBinaryBoosting | bool | None = field(default=None, init=False, repr=False, compare=False)
 
     def fit(self, matrix: FloatArray, target: BoolArray | None, *, seed: int) -> None:
         from sklearn.ensemble import HistGradientBoostingClassifier
@@ -164,9 +210,23 @@ class SupervisedScorer:
             n_iter_no_change=20,
             random_state=seed,
         ).fit(matrix, target)
+        self.compiled_ = None
+
+    def _compiled(self) -> CompiledBinaryBoosting | None:
+        compiled = getattr(self, "compiled_", None)  # absent on models pickled before it existed
+        if compiled is None:
+            compiled = self.compiled_ = compile_binary_boosting(self.estimator_) or False
+        return compiled if isinstance(compiled, CompiledBinaryBoosting) else None
 
     def raw(self, matrix: FloatArray) -> FloatArray:
+        compiled = self._compiled()
+        if compiled is not None:
+            return compiled.positive_proba(matrix)
         return np.asarray(self.estimator_.predict_proba(matrix)[:, 1], dtype=np.float64)
+
+    @property
+    def native_threads(self) -> bool:
+        return self._compiled() is None
 
 
 SCORERS: Final[dict[ModelKind, type[IsolationForestScorer | EcdfScorer | HbosScorer | SupervisedScorer]]] = {
