@@ -17,7 +17,7 @@ import numpy as np
 import orjson
 from numba import njit
 
-from core.contracts import SCHEMA_VERSION
+from core.contracts import FEATURE_NAMES_BY_VERSION, SCHEMA_VERSION
 from features.engine import Batch, epoch_seconds
 from features.errors import FeaturesError
 from features.registry import FEATURE_NAMES, FEATURE_SET_VERSION
@@ -186,11 +186,17 @@ def features_dict(row: np.ndarray) -> dict[str, float | None]:
 
 
 # orjson writes the whole float matrix in one call (shortest round-trip floats, NaN as null:
-# "undefined" in the contract); a Numba kernel then interleaves those values with the feature
-# names and the transaction JSON into one buffer. Formatting each row in Python (a 144-argument
-# bytes format per row) cost more CPU than everything else in the encoder.
+# "undefined" in the contract); a Numba kernel then cuts it into rows and joins each with the
+# transaction JSON into one buffer (no Python formatting per row).
+#
+# Two forms (`core.contracts.FeatureVector` reads both): "compact" (the default) writes the row as
+# `"feature_values":[...]` in registry order (`core.contracts.FEATURE_NAMES_BY_VERSION`); "named"
+# writes `"features":{"name":value,...}`, 2.6x the bytes (~5.3 KB against ~2.0 KB per vector) and
+# more CPU to interleave, kept for consumers older than the compact form.
+VECTOR_FORMS: Final = ("compact", "named")
 _VECTOR_HEAD: Final = b'{"schema_version":%d,"transaction":' % SCHEMA_VERSION
 _VECTOR_MIDDLE: Final = b',"features":'
+_COMPACT_MIDDLE: Final = b',"feature_values":'
 _VECTOR_TAIL: Final = b',"feature_set_version":%d,"late":' % FEATURE_SET_VERSION
 _PREFIXES: Final = [(b"{" if index == 0 else b",") + b'"%s":' % name.encode() for index, name in enumerate(_NAMES)]
 
@@ -203,6 +209,7 @@ _NAME_BYTES: Final = _bytes_array(b"".join(_PREFIXES))
 _NAME_OFFSETS: Final = np.concatenate(([0], np.cumsum([len(p) for p in _PREFIXES]))).astype(np.int64)
 _HEAD: Final = _bytes_array(_VECTOR_HEAD)
 _MIDDLE: Final = _bytes_array(_VECTOR_MIDDLE)
+_COMPACT: Final = _bytes_array(_COMPACT_MIDDLE)
 _TAIL: Final = _bytes_array(_VECTOR_TAIL)
 _TRUE: Final = _bytes_array(b"true}")
 _FALSE: Final = _bytes_array(b"false}")
@@ -225,7 +232,7 @@ def _interleave(
     out: np.ndarray,
     ends: np.ndarray,
 ) -> None:
-    """Write one FeatureVector JSON per row of `values` (orjson's `[[v,v],[v,v]]`) into `out`."""
+    """Write one named-form FeatureVector JSON per row of `values` (orjson's `[[v,v],[v,v]]`) into `out`."""
     at = 0
     p = 2  # past "[["
     for i in range(raw_offsets.shape[0] - 1):
@@ -261,6 +268,50 @@ def _interleave(
         ends[i] = at
 
 
+@njit(cache=True)
+def _join_rows(
+    values: np.ndarray,
+    raws: np.ndarray,
+    raw_offsets: np.ndarray,
+    late: np.ndarray,
+    head: np.ndarray,
+    middle: np.ndarray,
+    tail: np.ndarray,
+    true: np.ndarray,
+    false: np.ndarray,
+    out: np.ndarray,
+    ends: np.ndarray,
+) -> None:
+    """Write one compact-form FeatureVector JSON per row of `values` (orjson's `[[v,v],[v,v]]`) into `out`."""
+    at = 0
+    p = 1  # the first row's "["
+    for i in range(raw_offsets.shape[0] - 1):
+        k = head.shape[0]
+        out[at : at + k] = head
+        at += k
+        k = raw_offsets[i + 1] - raw_offsets[i]
+        out[at : at + k] = raws[raw_offsets[i] : raw_offsets[i + 1]]
+        at += k
+        k = middle.shape[0]
+        out[at : at + k] = middle
+        at += k
+        q = p
+        while values[q] != 93:  # the row's "]" (numbers and null contain no brackets)
+            q += 1
+        k = q + 1 - p
+        out[at : at + k] = values[p : q + 1]
+        at += k
+        p = q + 2  # past "],"
+        k = tail.shape[0]
+        out[at : at + k] = tail
+        at += k
+        flag = true if late[i] else false
+        k = flag.shape[0]
+        out[at : at + k] = flag
+        at += k
+        ends[i] = at
+
+
 class VectorEncoder:
     """Encodes `FeatureVector` JSON into a buffer it keeps between calls.
 
@@ -268,7 +319,13 @@ class VectorEncoder:
     per 4 KB on first touch. One encoder per thread (the stage has one).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, form: str = "compact") -> None:
+        if form not in VECTOR_FORMS:
+            raise FeaturesError(f"vector form must be one of {', '.join(VECTOR_FORMS)}")
+        if form == "compact" and FEATURE_NAMES_BY_VERSION.get(FEATURE_SET_VERSION) != _NAMES:
+            # Consumers name the values by core's list: a registry change needs a new version there.
+            raise FeaturesError(f"core.contracts has no name list matching feature set {FEATURE_SET_VERSION}")
+        self._named = form == "named"
         self._out = np.empty(0, dtype=np.uint8)
 
     def encode(self, raws: list[bytes], rows: np.ndarray, late: list[bool]) -> list[bytes]:
@@ -283,33 +340,49 @@ class VectorEncoder:
         raw_offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(np.fromiter(map(len, raws), dtype=np.int64, count=n), out=raw_offsets[1:])
         # Upper bound: every value and transaction byte, plus the fixed parts of each vector.
-        fixed = len(_VECTOR_HEAD) + len(_VECTOR_MIDDLE) + int(_NAME_OFFSETS[-1]) + 1 + len(_VECTOR_TAIL) + 6
+        fixed = len(_VECTOR_HEAD) + len(_COMPACT_MIDDLE) + int(_NAME_OFFSETS[-1]) + 1 + len(_VECTOR_TAIL) + 6
         size = len(matrix) + len(joined) + n * fixed
         if self._out.shape[0] < size:
             self._out = np.empty(size + size // 4, dtype=np.uint8)
         out = self._out
         ends = np.empty(n, dtype=np.int64)
-        _interleave(
-            _bytes_array(matrix),
-            len(_NAMES),
-            _bytes_array(joined),
-            raw_offsets,
-            np.array(late, dtype=np.bool_),
-            _NAME_BYTES,
-            _NAME_OFFSETS,
-            _HEAD,
-            _MIDDLE,
-            _TAIL,
-            _TRUE,
-            _FALSE,
-            out,
-            ends,
-        )
+        flags = np.array(late, dtype=np.bool_)
+        if self._named:
+            _interleave(
+                _bytes_array(matrix),
+                len(_NAMES),
+                _bytes_array(joined),
+                raw_offsets,
+                flags,
+                _NAME_BYTES,
+                _NAME_OFFSETS,
+                _HEAD,
+                _MIDDLE,
+                _TAIL,
+                _TRUE,
+                _FALSE,
+                out,
+                ends,
+            )
+        else:
+            _join_rows(
+                _bytes_array(matrix),
+                _bytes_array(joined),
+                raw_offsets,
+                flags,
+                _HEAD,
+                _COMPACT,
+                _TAIL,
+                _TRUE,
+                _FALSE,
+                out,
+                ends,
+            )
         data = out[: ends[-1]].tobytes()
         bounds = [0, *ends.tolist()]
         return [data[bounds[i] : bounds[i + 1]] for i in range(n)]
 
 
-def encode_vectors(raws: list[bytes], rows: np.ndarray, late: list[bool]) -> list[bytes]:
+def encode_vectors(raws: list[bytes], rows: np.ndarray, late: list[bool], *, form: str = "compact") -> list[bytes]:
     """`FeatureVector` JSON for each (transaction JSON, feature row, late flag); see `VectorEncoder`."""
-    return VectorEncoder().encode(raws, rows, late)
+    return VectorEncoder(form).encode(raws, rows, late)

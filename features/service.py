@@ -33,7 +33,7 @@ from core import metrics
 from core.kafka import DeadLetter, DeliveringProducer, StopFlag, make_consumer, send_dead_letters
 from core.settings import Settings
 from core.topics import TX_FEATURES, TX_VALID
-from features.codec import MalformedTransactionError, Tx, VectorEncoder, batch_of, decode_transaction
+from features.codec import VECTOR_FORMS, MalformedTransactionError, Tx, VectorEncoder, batch_of, decode_transaction
 from features.engine import FeatureEngine, StateCopy, StateMark
 from features.errors import FeaturesError
 from features.ordering import Entry, Sequencer
@@ -62,6 +62,9 @@ class StageOptions:
     # Vectors are ~5.6 KB of JSON: lz4 made producing them 2.6x dearer in CPU (bench/features_produce.py)
     # for fewer bytes on the broker; "none" spends network and disk instead (docs/features.md).
     output_compression: str = "none"
+    # "compact" vectors carry values in registry order (~2.0 KB); "named" (~5.3 KB) is for consumers
+    # that predate the compact form (core.contracts.FeatureVector reads both).
+    vector_form: str = "compact"
 
     def __post_init__(self) -> None:
         if not 0 <= self.replica_index < self.replicas:
@@ -70,6 +73,8 @@ class StageOptions:
             raise FeaturesError("allowed lateness must be >= 0, idle and snapshot intervals > 0")
         if self.output_compression not in COMPRESSION_TYPES:
             raise FeaturesError(f"output compression must be one of {', '.join(COMPRESSION_TYPES)}")
+        if self.vector_form not in VECTOR_FORMS:
+            raise FeaturesError(f"vector form must be one of {', '.join(VECTOR_FORMS)}")
 
     @property
     def owner(self) -> str:
@@ -155,7 +160,7 @@ class FeatureStage:
         self._output_partitions: list[int] = []
         self._owned: tuple[int, ...] = ()
         self._engine = FeatureEngine()
-        self._encoder = VectorEncoder()
+        self._encoder = VectorEncoder(options.vector_form)
         self._sequencer: Sequencer[Tx] = Sequencer(partitions=(), allowed_lateness=options.allowed_lateness)
         self._suppress: dict[int, set[int]] = {}
         self._last_seen: dict[int, float] = {}
