@@ -65,6 +65,14 @@ class RuleDetector:
         self.severity = rule.severity
         self._severity: NDArray[np.object_] | None = None
 
+    def matched(self, batch: FeatureBatch) -> NDArray[np.bool_]:
+        """Rows of the batch this rule fired on (read-only; the rule set is evaluated once per batch).
+
+        What `score` reports, without building scores: a caller that only needs the matching
+        rows (`POST /v1/score` lists matching rules only) skips the per-rule arrays.
+        """
+        return self._run.matches(batch, self._index)
+
     def score(self, batch: FeatureBatch) -> Scores:
         matched = self._run.matches(batch, self._index)
         severity = self._severity
@@ -83,7 +91,7 @@ class RuleDetector:
         return self._run.ruleset.reasons(self._index, self._run.columns(batch), index)
 
 
-def detectors_for(ruleset: RuleSet) -> list[Detector]:
+def detectors_for(ruleset: RuleSet) -> list[RuleDetector]:
     """One detector per rule of the set, sharing one evaluation per batch."""
     run = _BatchRun(ruleset)
     return [RuleDetector(run, index) for index in range(len(ruleset.rules))]
@@ -105,7 +113,7 @@ def pack_detectors(path: Path = DEFAULT_PACK, *, catalogue: Catalogue | None = N
         if draft.enabled
     ]
     ruleset, _invalid = RuleSet.compile(rules, catalogue=catalogue)  # load_pack validated them all
-    return detectors_for(ruleset)
+    return list(detectors_for(ruleset))
 
 
 class LiveRuleDetectors:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 
+import numpy as np
 from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from api.ports import DetectorVerdict, ScoreOutcome
     from detectors.ml import ServedModels
     from features.engine import Batch, FeatureEngine
-    from rules import RuleEngine
+    from rules import RuleDetector, RuleEngine, RuleSet
 
 log = logging.getLogger(__name__)
 
@@ -301,6 +302,8 @@ class SyncScorer:
         self._on_close = on_close
         self._started = threading.Event()
         self._stage = DetectorStage(self._judge_all)
+        self._ruleset: RuleSet | None = None  # the rule set `_rule_detectors` were built for
+        self._rule_detectors: list[RuleDetector] = []
 
     def warm(self) -> None:
         """Before serving: load the feature kernels, start following the model registry and load the rules.
@@ -346,18 +349,18 @@ class SyncScorer:
         batch = FeatureBatch(vectors)
         rows: list[Judged] = [([], []) for _ in vectors]
 
-        def add(per_row: list[DetectorVerdict], *, only_judged: bool = False) -> None:
+        def add(per_row: list[DetectorVerdict]) -> None:
             for (verdicts, _), verdict in zip(rows, per_row, strict=True):
-                if not only_judged or verdict.score is not None:
-                    verdicts.append(verdict)
+                verdicts.append(verdict)
 
         for detector in self._statistical():
             add(judge(detector, batch))
-        self._rule_verdicts(batch, rows, add)
+        self._rule_verdicts(batch, rows)
         self._model_verdicts(batch, rows, add)
         return rows
 
-    def _rule_verdicts(self, batch: FeatureBatch, rows: list[Judged], add: Callable[..., None]) -> None:
+    def _rule_verdicts(self, batch: FeatureBatch, rows: list[Judged]) -> None:
+        from api.ports import DetectorVerdict
         from rules import detectors_for
 
         ruleset = None
@@ -370,9 +373,23 @@ class SyncScorer:
             for _, degraded in rows:
                 degraded.append("rules")
             return
-        # Only matching rules are listed: other tenants' rules must not show up in a verdict.
-        for detector in detectors_for(ruleset):
-            add(judge(detector, batch), only_judged=True)
+        if ruleset is not self._ruleset:  # rebuilt only when the engine reloaded the rules
+            self._ruleset, self._rule_detectors = ruleset, detectors_for(ruleset)
+        # Only matching rules are listed: other tenants' rules must not show up in a verdict. A match is
+        # what `judge` would report (score 100, the rule's severity, its reasons) without building per-rule
+        # score arrays for the rules that did not fire (most of them, on most rows).
+        for detector in self._rule_detectors:
+            for index in np.flatnonzero(detector.matched(batch)).tolist():
+                rows[index][0].append(
+                    DetectorVerdict(
+                        family=detector.family.value,
+                        name=detector.name,
+                        version=detector.version,
+                        score=100.0,
+                        severity=detector.severity.value,
+                        reasons=detector.explain(batch, index),
+                    )
+                )
 
     def _model_verdicts(self, batch: FeatureBatch, rows: list[Judged], add: Callable[..., None]) -> None:
         from api.ports import DetectorVerdict
@@ -432,9 +449,12 @@ def build_scorer(settings: Settings, *, with_models: bool = True) -> SyncScorer:
         dbapi_connection.commit()
 
     config = load_statistical_config(settings.statistical_config_file)
+    # Built once: their per-batch memo is keyed by the batch object, and one stage thread runs them;
+    # their per-tenant bands then stay resolved between requests.
+    detectors = statistical_detectors(settings=settings, config=config)
 
     def statistical() -> Sequence[Detector]:
-        return statistical_detectors(settings=settings, config=config)
+        return detectors
 
     models = None
     if with_models and settings.ml_model_names:

@@ -43,7 +43,7 @@ ROWS = [
 def build(rules: list[ActiveRule]) -> list[Detector]:
     ruleset, invalid = RuleSet.compile(rules)
     assert invalid == {}
-    return detectors_for(ruleset)
+    return list(detectors_for(ruleset))
 
 
 def test_each_rule_is_a_detector_with_its_id_version_and_severity() -> None:
