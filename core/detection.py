@@ -8,16 +8,18 @@ plugs the whole thing into `core.kafka.BatchLoop` for a `tx.features` consumer g
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cached_property
-from typing import Any, Final, Protocol, runtime_checkable
+from itertools import repeat
+from typing import Any, Final, Protocol, cast, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +34,7 @@ from sqlalchemy import Engine
 
 from core import metrics, schema
 from core.contracts import (
+    _ANOMALY_NAMESPACE,  # the id scheme anomaly_id_for uses, computed in bulk here
     SCHEMA_VERSION,
     Anomaly,
     AnomalyStatus,
@@ -41,7 +44,6 @@ from core.contracts import (
     Reason,
     Severity,
     Transaction,
-    anomaly_id_for,
 )
 from core.errors import VigilError
 from core.kafka import DeadLetter, DeliveringProducer, StopFlag, send_dead_letters
@@ -53,6 +55,7 @@ log = logging.getLogger(__name__)
 FloatArray = npt.NDArray[np.float64]
 ObjectArray = npt.NDArray[np.object_]
 SEVERITY_RANK: Final = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
+_RANK_OF_SEVERITY: Final = {severity.value: rank for severity, rank in SEVERITY_RANK.items()}
 
 
 class DetectionError(VigilError):
@@ -251,46 +254,54 @@ class Detections:
                 )
         return built
 
-    def rows(self) -> list[AnomalyRow]:
-        """COPY-ready rows (column order of `anomalies`), JSON columns encoded once per transaction."""
-        snapshots: dict[int, bytes] = {}
+    def records(self) -> AnomalyRecords:
+        """COPY-ready rows (column order of `anomalies`) and one snapshot per flagged transaction.
+
+        Built column by column with as little per-row Python as possible: ids in bulk, the
+        entity chooser looked up once per detector, JSON encoded once per reason list and
+        once per transaction (the snapshot).
+        """
+        transactions = self.batch.transactions
         rows: list[AnomalyRow] = []
-        detected_at = self.detected_at
+        snapshots: dict[int, SnapshotRow] = {}
         for flagged in self.flagged:
             detector = flagged.detector
-            family, name, version = detector.family.value, detector.name, detector.version
-            for position, index in enumerate(flagged.rows):
-                vector = self.batch.vectors[index]
-                transaction = vector.transaction
-                snapshot = snapshots.get(index)
-                if snapshot is None:
-                    snapshot = snapshots[index] = orjson.dumps(vector.features)
-                entity_type, entity_id = entity_of(detector, transaction)
-                rows.append(
-                    (
-                        anomaly_id_for(
-                            transaction_id=transaction.transaction_id, detector_name=name, detector_version=version
-                        ),
-                        transaction.occurred_at,
-                        detected_at,
+            txs = [transactions[index] for index in flagged.rows]
+            transaction_ids = [t.transaction_id for t in txs]
+            event_times = [t.occurred_at for t in txs]
+            entity_types, entity_ids = _entities(detector, txs)
+            count = len(txs)
+            columns = (
+                anomaly_ids(transaction_ids, detector_name=detector.name, detector_version=detector.version),
+                event_times,
+                repeat(self.detected_at, count),
+                [t.tenant_id for t in txs],
+                transaction_ids,
+                entity_types,
+                entity_ids,
+                repeat(detector.family.value, count),
+                repeat(detector.name, count),
+                repeat(detector.version, count),
+                flagged.score_raw,
+                flagged.score,
+                [s.value for s in flagged.severities],
+                [_reasons_json(r) for r in flagged.reasons],
+                [t.amount for t in txs],
+                [t.currency for t in txs],
+                repeat(AnomalyStatus.OPEN.value, count),
+            )
+            rows.extend(cast("Iterable[AnomalyRow]", zip(*columns, strict=False)))
+            for index in flagged.rows:
+                if index not in snapshots:
+                    vector = self.batch.vectors[index]
+                    transaction = vector.transaction
+                    snapshots[index] = (
                         transaction.tenant_id,
                         transaction.transaction_id,
-                        entity_type.value,
-                        entity_id,
-                        family,
-                        name,
-                        version,
-                        flagged.score_raw[position],
-                        flagged.score[position],
-                        flagged.severities[position].value,
-                        _reasons_json(flagged.reasons[position]),
-                        snapshot,
-                        transaction.amount,
-                        transaction.currency,
-                        AnomalyStatus.OPEN.value,
+                        transaction.occurred_at,
+                        orjson.dumps(vector.features),
                     )
-                )
-        return rows
+        return AnomalyRecords(rows=rows, snapshots=list(snapshots.values()))
 
 
 def detect_batch(
@@ -346,19 +357,21 @@ def detect(
 
 # --- the unified anomaly writer -----------------------------------------------------------
 
-# One anomaly as COPY writes it: the columns of `anomalies` in table order, JSON columns pre-encoded.
+# One anomaly as COPY writes it: the columns of `anomalies` in table order, reasons pre-encoded JSON.
 AnomalyRow = tuple[
-    uuid.UUID, datetime, datetime, str, str, str, str, str, str, str, float, float, str, bytes, bytes,
+    uuid.UUID, datetime, datetime, str, str, str, str, str, str, str, float, float, str, bytes,
     Decimal | None, str | None, str,
 ]  # fmt: skip
+# The feature snapshot of one transaction: tenant, transaction id, event time, features as JSON.
+SnapshotRow = tuple[str, str, datetime, bytes]
 _COPY_TYPES: Final = (
     "uuid", "timestamptz", "timestamptz", "varchar", "varchar", "varchar", "varchar", "varchar", "varchar",
-    "varchar", "float8", "float8", "varchar", "jsonb", "jsonb", "numeric", "varchar", "varchar",
+    "varchar", "float8", "float8", "varchar", "jsonb", "numeric", "varchar", "varchar",
 )  # fmt: skip
 _COLUMNS: Final = (
     "anomaly_id", "event_time", "detected_at", "tenant_id", "transaction_id", "entity_type", "entity_id",
     "detector_family", "detector_name", "detector_version", "score_raw", "score", "severity", "reasons",
-    "features", "amount", "currency", "status",
+    "amount", "currency", "status",
 )  # fmt: skip
 if tuple(column.name for column in schema.anomalies.columns) != _COLUMNS:
     raise RuntimeError("core.schema.anomalies changed: update AnomalyRow and _COPY_TYPES")
@@ -371,23 +384,66 @@ _ENTITY_ID: Final = 6
 _SCORE: Final = 11
 _SEVERITY: Final = 12
 _REASONS: Final = 13
-_FEATURES: Final = 14
-_AMOUNT: Final = 15
+_AMOUNT: Final = 14
+_EMPTY_SNAPSHOT: Final = b"{}"
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyRecords:
+    """What the writer stores for a batch: anomaly rows, and the snapshot of each of their transactions.
+
+    A transaction's detectors all saw one feature vector, so its snapshot is stored once
+    (`anomaly_features`), not on each anomaly; the topic message still carries it.
+    """
+
+    rows: Sequence[AnomalyRow]
+    snapshots: Sequence[SnapshotRow] = ()
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def anomaly_ids(transaction_ids: Sequence[str], *, detector_name: str, detector_version: str) -> list[uuid.UUID]:
+    """`anomaly_id_for` of many transactions of one detector, in bulk."""
+    suffix = f"\x1f{detector_name}\x1f{detector_version}".encode()
+    return _uuid5_many(_ANOMALY_NAMESPACE, [t.encode() + suffix for t in transaction_ids])
+
+
+def _uuid5_many(namespace: uuid.UUID, names: Iterable[bytes]) -> list[uuid.UUID]:
+    """`uuid.uuid5(namespace, name)` of many names, ~3x faster than calling it for each.
+
+    uuid5 = SHA-1 of namespace + name with the version and variant bits set; the UUID is
+    built the way the uuid module builds its own (slots set directly), skipping the
+    argument checks of `UUID.__init__` that cost most of the ~2 us per id.
+    """
+    prefix = namespace.bytes
+    new, set_slot, unknown, sha1 = object.__new__, object.__setattr__, uuid.SafeUUID.unknown, hashlib.sha1
+    ids = []
+    for name in names:
+        value = (int.from_bytes(sha1(prefix + name, usedforsecurity=False).digest()[:16]) & _UUID5_CLEAR) | _UUID5_SET
+        built = new(uuid.UUID)
+        set_slot(built, "int", value)
+        set_slot(built, "is_safe", unknown)
+        ids.append(built)
+    return ids
+
+
+_UUID5_CLEAR: Final = ~((0xC000 << 48) | (0xF000 << 64))  # RFC 4122 variant and version bits
+_UUID5_SET: Final = (0x8000 << 48) | (5 << 76)
+
+
+def _entities(detector: Detector, transactions: Sequence[Transaction]) -> tuple[list[str], list[str]]:
+    """`entity_of` for many transactions: entity types and ids, the chooser looked up once."""
+    chooser = getattr(detector, "entity_for", None)
+    if not callable(chooser):
+        return [EntityType.ACCOUNT.value] * len(transactions), [t.account_id for t in transactions]
+    chosen = [entity_of(detector, t) for t in transactions]
+    return [kind.value for kind, _ in chosen], [entity_id for _, entity_id in chosen]
 
 
 def _reasons_json(reasons: Sequence[Reason]) -> bytes:
-    return orjson.dumps(
-        [
-            {
-                "feature": r.feature,
-                "value": r.value,
-                "baseline": r.baseline,
-                "contribution": r.contribution,
-                "text": r.text,
-            }
-            for r in reasons
-        ]
-    )
+    # A Reason's __dict__ is exactly its fields in declaration order (frozen, extra="forbid"): no copy.
+    return orjson.dumps([vars(r) for r in reasons])
 
 
 def anomaly_row(anomaly: Anomaly) -> AnomalyRow:
@@ -407,19 +463,27 @@ def anomaly_row(anomaly: Anomaly) -> AnomalyRow:
         anomaly.score,
         anomaly.severity.value,
         _reasons_json(anomaly.reasons),
-        orjson.dumps(anomaly.features),
         anomaly.amount,
         anomaly.currency,
         anomaly.status.value,
     )
 
 
-def anomaly_message(row: AnomalyRow) -> bytes:
-    """The `anomalies` topic payload of a row: the `Anomaly` contract's JSON, without building the model."""
+def anomaly_records(anomalies: Sequence[Anomaly]) -> AnomalyRecords:
+    """Rows and snapshots of already built anomaly models."""
+    snapshots = {
+        (a.transaction_id, a.event_time): (a.tenant_id, a.transaction_id, a.event_time, orjson.dumps(a.features))
+        for a in anomalies
+    }
+    return AnomalyRecords(rows=[anomaly_row(a) for a in anomalies], snapshots=list(snapshots.values()))
+
+
+def anomaly_message(row: AnomalyRow, features: bytes = _EMPTY_SNAPSHOT) -> bytes:
+    """The `anomalies` topic payload of a row and its transaction's snapshot: the `Anomaly` contract's JSON."""
     message: dict[str, Any] = dict(zip(_COLUMNS, row, strict=True))
     message["schema_version"] = SCHEMA_VERSION
     message["reasons"] = orjson.Fragment(row[_REASONS])
-    message["features"] = orjson.Fragment(row[_FEATURES])
+    message["features"] = orjson.Fragment(features)
     amount = row[_AMOUNT]
     message["amount"] = None if amount is None else str(amount)
     return orjson.dumps(message)
@@ -436,13 +500,15 @@ class _EncodedJsonbDumper(Dumper):
 
 
 class AnomalyWriter:
-    """Stores anomalies idempotently, keeps cases in step, then publishes them.
+    """Stores anomalies and their snapshots idempotently, keeps cases in step, then publishes them.
 
-    Order matters: rows (and their cases) are committed first, then every
-    anomaly of the batch is published and acknowledged; only then may the
-    caller commit offsets. A replay re-inserts nothing (ON CONFLICT DO NOTHING on
-    the deterministic anomaly id) and re-publishes the whole batch, because a
-    crash may have come between the commit and the publish; downstream dedups by id.
+    Order matters: snapshots, rows and cases are committed in one transaction
+    first, then every anomaly of the batch is published and acknowledged; only
+    then may the caller commit offsets. A replay re-inserts nothing (ON CONFLICT
+    DO NOTHING on the deterministic anomaly id, and on the transaction for its
+    snapshot, which every detector service of a transaction writes) and
+    re-publishes the whole batch, because a crash may have come between the
+    commit and the publish; downstream dedups by id.
     """
 
     def __init__(self, *, engine: Engine, producer: DeliveringProducer, settings: Settings, service: str) -> None:
@@ -450,43 +516,85 @@ class AnomalyWriter:
         self._producer = producer
         self._topic = settings.topic(ANOMALIES)
         self._service = service
+        self._set_compression: str | None = None  # decided on the first write
 
     def write(self, anomalies: Sequence[Anomaly], *, publish: bool = True) -> int:
         """Insert, update cases, publish; returns the number of rows newly inserted."""
-        return self.write_rows([anomaly_row(a) for a in anomalies], publish=publish)
+        return self.write_records(anomaly_records(anomalies), publish=publish)
 
     def write_detections(self, detections: Detections, *, publish: bool = True) -> int:
         """`write` for a detector's batch, straight from its columns (the streaming hot path)."""
-        return self.write_rows(detections.rows(), publish=publish)
+        return self.write_records(detections.records(), publish=publish)
 
-    def write_rows(self, rows: Sequence[AnomalyRow], *, publish: bool = True) -> int:
-        """`write` for COPY-ready rows; returns the number newly inserted."""
-        if not rows:
+    def write_records(self, records: AnomalyRecords, *, publish: bool = True) -> int:
+        """`write` for COPY-ready rows and snapshots; returns the number of rows newly inserted."""
+        if not records.rows:
             return 0
         # One row per id: a transaction delivered twice in one batch must not conflict with itself.
-        unique = list({row[_ID]: row for row in rows}.values())
+        unique = list({row[_ID]: row for row in records.rows}.values())
         with self._engine.begin() as connection:
             raw = connection.connection.driver_connection
             assert isinstance(raw, psycopg.Connection)
             with raw.cursor() as cursor:
+                cursor.adapters.register_dumper(bytes, _EncodedJsonbDumper)  # this cursor only: bytes are JSON
+                if self._set_compression is None:
+                    self._set_compression = _compression_setting(cursor)
+                if self._set_compression:
+                    cursor.execute(self._set_compression)
+                _store_snapshots(cursor, records.snapshots)
                 new = _insert(cursor, unique)
                 if new:
                     _upsert_cases(cursor, new)
         metrics.ANOMALIES_WRITTEN.labels(self._service).inc(len(new))
         if publish:
+            features = {(s[1], s[2]): s[3] for s in records.snapshots}
             for row in unique:
                 self._producer.produce(
-                    self._topic, anomaly_message(row), key=f"{row[_TENANT]}/{row[_ENTITY_TYPE]}/{row[_ENTITY_ID]}"
+                    self._topic,
+                    anomaly_message(row, features.get((row[_TRANSACTION], row[_EVENT_TIME]), _EMPTY_SNAPSHOT)),
+                    key=f"{row[_TENANT]}/{row[_ENTITY_TYPE]}/{row[_ENTITY_ID]}",
                 )
             self._producer.flush_or_raise()
         return len(new)
 
 
+def _compression_setting(cursor: psycopg.Cursor[Any]) -> str:
+    """`SET LOCAL` statement for lz4 TOAST compression where the server has it, else "".
+
+    Snapshots are several kB of JSON: pglz, the default, costs the backend more than
+    parsing them; lz4 compresses ~2x faster (docs/adr/0011-anomaly-feature-snapshots.md).
+    Per transaction rather than per column, so partitions created later inherit nothing to forget.
+    """
+    cursor.execute("SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'")
+    record = cursor.fetchone()
+    return "SET LOCAL default_toast_compression = lz4" if record and record[0] else ""
+
+
 _COLUMN_LIST: Final = ", ".join(_COLUMNS)
+
+# Sorted by key, so writers of the same transactions (three detector services) lock in one order.
+# %b: binary arrays (cheap to dump), and the snapshots go as jsonb[] through the cursor's dumper for
+# already encoded JSON.
+_STORE_SNAPSHOTS: Final = """
+INSERT INTO anomaly_features (tenant_id, transaction_id, event_time, features)
+SELECT * FROM unnest(%b::varchar[], %b::varchar[], %b::timestamptz[], %b::jsonb[])
+ON CONFLICT DO NOTHING
+"""
+
+
+def _store_snapshots(cursor: psycopg.Cursor[Any], snapshots: Sequence[SnapshotRow]) -> None:
+    """Each transaction's snapshot once, whichever detector service gets there first; `{}` is not stored."""
+    keyed = {(s[1], s[2]): s for s in snapshots if s[3] != _EMPTY_SNAPSHOT}
+    if not keyed:
+        return
+    ordered = [keyed[key] for key in sorted(keyed)]
+    cursor.execute(
+        _STORE_SNAPSHOTS,
+        ([s[0] for s in ordered], [s[1] for s in ordered], [s[2] for s in ordered], [s[3] for s in ordered]),
+    )
 
 
 def _copy(cursor: psycopg.Cursor[Any], table: str, rows: Sequence[AnomalyRow]) -> None:
-    cursor.adapters.register_dumper(bytes, _EncodedJsonbDumper)  # this cursor only: bytes here are JSON
     with cursor.copy(f"COPY {table} ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)") as copy:
         copy.set_types(_COPY_TYPES)
         for row in rows:
@@ -521,11 +629,12 @@ def _insert(cursor: psycopg.Cursor[Any], rows: Sequence[AnomalyRow]) -> list[Ano
     return [row for row in rows if row[_ID] in inserted]
 
 
+# %b everywhere: binary array parameters cost psycopg ~4x less client CPU than the default choice.
 _UPSERT_CASES: Final = """
 INSERT INTO cases AS c (case_id, tenant_id, transaction_id, entity_type, entity_id, event_time,
                         max_severity, max_score, anomaly_count)
-SELECT * FROM unnest(%s::uuid[], %s::varchar[], %s::varchar[], %s::varchar[], %s::varchar[], %s::timestamptz[],
-                     %s::varchar[], %s::float8[], %s::int[])
+SELECT * FROM unnest(%b::uuid[], %b::varchar[], %b::varchar[], %b::varchar[], %b::varchar[], %b::timestamptz[],
+                     %b::varchar[], %b::float8[], %b::int[])
 ON CONFLICT ON CONSTRAINT cases_tenant_transaction_key DO UPDATE SET
     anomaly_count = c.anomaly_count + EXCLUDED.anomaly_count,
     max_score = greatest(c.max_score, EXCLUDED.max_score),
@@ -538,28 +647,40 @@ ON CONFLICT ON CONSTRAINT cases_tenant_transaction_key DO UPDATE SET
 
 
 def _upsert_cases(cursor: psycopg.Cursor[Any], rows: Sequence[AnomalyRow]) -> None:
-    """One case per (tenant, transaction), in one statement; counts only newly inserted anomalies."""
-    rank = {severity.value: value for severity, value in SEVERITY_RANK.items()}
-    grouped: dict[tuple[str, str], list[AnomalyRow]] = {}
+    """One case per (tenant, transaction), in one statement; counts only newly inserted anomalies.
+
+    The case's entity, event time and severity come from its most severe (then highest
+    scoring, then first) anomaly; one pass over the rows, no per-case sort or lambda.
+    """
+    rank = _RANK_OF_SEVERITY
+    cases: dict[tuple[str, str], list[Any]] = {}  # key -> [top row, top (rank, score), max score, count]
     for row in rows:
-        grouped.setdefault((row[_TENANT], row[_TRANSACTION]), []).append(row)
-    columns: tuple[list[Any], ...] = tuple([] for _ in range(9))
-    for tenant_id, transaction_id in sorted(grouped):  # stable lock order across replicas
-        items = grouped[tenant_id, transaction_id]
-        top = max(items, key=lambda r: (rank[r[_SEVERITY]], r[_SCORE]))
-        values = (
-            uuid.uuid5(uuid.NAMESPACE_URL, f"vigil-case/{tenant_id}/{transaction_id}"),
-            tenant_id,
-            transaction_id,
-            top[_ENTITY_TYPE],
-            top[_ENTITY_ID],
-            top[_EVENT_TIME],
-            top[_SEVERITY],
-            max(r[_SCORE] for r in items),
-            len(items),
-        )
-        for column, value in zip(columns, values, strict=True):
-            column.append(value)
+        key = (row[_TENANT], row[_TRANSACTION])
+        order = (rank[row[_SEVERITY]], row[_SCORE])
+        case = cases.get(key)
+        if case is None:
+            cases[key] = [row, order, row[_SCORE], 1]
+            continue
+        if order > case[1]:
+            case[0], case[1] = row, order
+        case[2] = max(case[2], row[_SCORE])
+        case[3] += 1
+    keys = sorted(cases)  # stable lock order across replicas
+    ordered = [cases[key] for key in keys]
+    tops: list[AnomalyRow] = [case[0] for case in ordered]
+    columns = (
+        _uuid5_many(
+            uuid.NAMESPACE_URL, [f"vigil-case/{tenant}/{transaction}".encode() for tenant, transaction in keys]
+        ),
+        [key[0] for key in keys],
+        [key[1] for key in keys],
+        [top[_ENTITY_TYPE] for top in tops],
+        [top[_ENTITY_ID] for top in tops],
+        [top[_EVENT_TIME] for top in tops],
+        [top[_SEVERITY] for top in tops],
+        [case[2] for case in ordered],
+        [case[3] for case in ordered],
+    )
     cursor.execute(_UPSERT_CASES, columns)
 
 

@@ -84,7 +84,6 @@ anomalies: Final = Table(
     Column("score", Double, nullable=False),
     Column("severity", String(8), nullable=False),
     Column("reasons", JSONB, nullable=False),
-    Column("features", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("amount", Numeric(20, 4)),
     Column("currency", String(3)),
     Column("status", String(16), nullable=False, server_default="open"),
@@ -306,4 +305,19 @@ refresh_tokens: Final = Table(
     _tstz("expires_at"),
     _tstz("used_at", nullable=True),  # rotated: presenting it again is reuse
     _tstz("revoked_at", nullable=True),  # logout or detected reuse (the whole family)
+)
+
+# --- the feature snapshot behind a transaction's anomalies (written by core/detection.py) ----------
+
+# Every detector of a transaction scores the same feature vector, so the snapshot is stored once per
+# transaction, not on each of its anomalies (docs/adr/0011-anomaly-feature-snapshots.md). A time series
+# like `anomalies` (hypertable or monthly partitions, same retention), hence event_time in the key.
+anomaly_features: Final = Table(
+    "anomaly_features",
+    metadata,
+    Column("tenant_id", String(64), nullable=False),
+    Column("transaction_id", String(128), nullable=False),
+    _tstz("event_time"),
+    Column("features", JSONB, nullable=False),
+    PrimaryKeyConstraint("transaction_id", "event_time", name="anomaly_features_pkey"),
 )

@@ -33,11 +33,11 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 
 from api.paging import cursor_datetime, cursor_float, cursor_uuid, decode_cursor, encode_cursor
-from core.schema import anomalies
+from core.schema import anomalies, anomaly_features
 
 # Beyond this many tenants the per-tenant UNION ALL costs more than it saves.
 _MAX_UNION_TENANTS: Final = 32
-_SUMMARY_COLUMNS: Final = [c for c in anomalies.c if c.name != "features"]
+_SUMMARY_COLUMNS: Final = list(anomalies.c)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,11 +166,21 @@ def list_anomalies(
 
 
 def get_anomaly(*, connection: Connection, tenants: Sequence[str] | None, anomaly_id: UUID) -> dict[str, Any] | None:
-    query = select(anomalies).where(anomalies.c.anomaly_id == anomaly_id)
+    """One anomaly with the feature snapshot of its transaction (stored once per transaction, ADR 0011)."""
+    snapshot = anomaly_features.c
+    joined = anomalies.outerjoin(
+        anomaly_features,
+        and_(snapshot.transaction_id == anomalies.c.transaction_id, snapshot.event_time == anomalies.c.event_time),
+    )
+    query = select(anomalies, snapshot.features).select_from(joined).where(anomalies.c.anomaly_id == anomaly_id)
     if tenants is not None:
         query = query.where(anomalies.c.tenant_id.in_(list(tenants)))
     row = connection.execute(query.limit(1)).first()
-    return None if row is None else dict(row._mapping)
+    if row is None:
+        return None
+    found = dict(row._mapping)
+    found["features"] = found["features"] or {}  # no snapshot stored (the detector saw no features)
+    return found
 
 
 def anomalies_of_transaction(*, connection: Connection, tenant_id: str, transaction_id: str) -> list[dict[str, Any]]:

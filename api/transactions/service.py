@@ -13,7 +13,7 @@ from typing import Any, Final
 
 import orjson
 from pydantic import ValidationError
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, and_, select
 
 from api.context import DELIVERY_TIMEOUT_SECONDS, ProducerPool
 from api.errors import ForbiddenError, UnavailableError
@@ -21,7 +21,7 @@ from api.permissions import Principal
 from core import metrics
 from core.contracts import Transaction
 from core.errors import KafkaDeliveryError
-from core.schema import anomalies, cases, transactions
+from core.schema import anomalies, anomaly_features, cases, transactions
 from core.settings import Settings
 from core.topics import TX_RAW
 
@@ -32,7 +32,7 @@ ENTITY_COLUMNS: Final = {
     "device": transactions.c.device_id,
     "ip": transactions.c.ip,
 }
-_SUMMARY_COLUMNS: Final = [c for c in anomalies.c if c.name != "features"]
+_SUMMARY_COLUMNS: Final = list(anomalies.c)
 HEADER_SOURCE: Final = "vigil.source"
 HEADER_PRINCIPAL: Final = "vigil.principal"
 
@@ -67,8 +67,20 @@ def entity_timeline(
     an_query = select(*_SUMMARY_COLUMNS).where(
         anomalies.c.entity_type == entity_type, anomalies.c.entity_id == entity_id
     )
-    features_query = select(anomalies.c.features, anomalies.c.event_time).where(
-        anomalies.c.entity_type == entity_type, anomalies.c.entity_id == entity_id
+    # The snapshot behind the entity's latest anomaly that has one (stored per transaction, ADR 0011).
+    snapshot = anomaly_features.c
+    features_query = (
+        select(snapshot.features, anomalies.c.event_time)
+        .select_from(
+            anomalies.join(
+                anomaly_features,
+                and_(
+                    snapshot.transaction_id == anomalies.c.transaction_id,
+                    snapshot.event_time == anomalies.c.event_time,
+                ),
+            )
+        )
+        .where(anomalies.c.entity_type == entity_type, anomalies.c.entity_id == entity_id)
     )
     if tenants is not None:
         tx_query = tx_query.where(transactions.c.tenant_id.in_(list(tenants)))

@@ -9,15 +9,28 @@ import pytest
 from sqlalchemy import Engine, insert
 from starlette.testclient import TestClient
 
-from core.schema import anomalies
+from core.schema import anomalies, anomaly_features
 from tests.api.conftest import BASE_TIME, TENANT_A, TENANT_B, TokenFactory, anomaly_row, bearer
 
 pytestmark = pytest.mark.integration
 
 
 def _insert(db: Engine, rows: list[dict[str, Any]]) -> None:
+    """Store anomalies as the writer does: the `features` of a row go to its transaction's snapshot."""
+    snapshots = {
+        (r["transaction_id"], r["event_time"]): {
+            "tenant_id": r["tenant_id"],
+            "transaction_id": r["transaction_id"],
+            "event_time": r["event_time"],
+            "features": r["features"],
+        }
+        for r in rows
+        if r.get("features")
+    }
     with db.begin() as connection:
-        connection.execute(insert(anomalies), rows)
+        connection.execute(insert(anomalies), [{k: v for k, v in r.items() if k != "features"} for r in rows])
+        if snapshots:
+            connection.execute(insert(anomaly_features), list(snapshots.values()))
 
 
 def _walk(
@@ -160,6 +173,16 @@ def test_detail_has_reasons_and_feature_snapshot(client: TestClient, db: Engine,
     assert body["amount"] == "999.0000"
     missing = client.get("/v1/anomalies/00000000-0000-0000-0000-000000000000", headers=bearer(token_for("viewer")))
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+
+
+def test_detail_without_a_stored_snapshot_has_empty_features(
+    client: TestClient, db: Engine, token_for: TokenFactory
+) -> None:
+    row = anomaly_row(TENANT_A, "tx-bare", features={})
+    _insert(db, [row])
+    response = client.get(f"/v1/anomalies/{row['anomaly_id']}", headers=bearer(token_for("viewer")))
+    assert response.status_code == 200
+    assert response.json()["features"] == {}
 
 
 def test_bad_cursors_and_limits_are_client_errors(client: TestClient, db: Engine, token_for: TokenFactory) -> None:

@@ -5,12 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import numpy as np
+import orjson
 import pytest
 from sqlalchemy import Engine, text
 
 from core import metrics
-from core.contracts import Anomaly, DetectorFamily, Reason
+from core.contracts import Anomaly, DetectorFamily, Reason, anomaly_id_for
 from core.detection import (
+    AnomalyRecords,
+    AnomalyRow,
     AnomalyWriter,
     DetectionError,
     DetectionHandler,
@@ -18,8 +21,9 @@ from core.detection import (
     FeatureBatch,
     Scores,
     Thresholds,
+    anomaly_ids,
     anomaly_message,
-    anomaly_row,
+    anomaly_records,
     detect_batch,
     prefixed_group,
 )
@@ -47,9 +51,23 @@ def test_rows_and_messages_match_the_validated_models() -> None:
     detections = _detections()
     models = detections.anomalies()
     assert len(models) == len(detections) > 20
-    assert detections.rows() == [anomaly_row(a) for a in models], "the fast path must store what the models hold"
-    for model, row in zip(models, detections.rows(), strict=True):
-        assert Anomaly.model_validate_json(anomaly_message(row)) == model
+    records, expected = detections.records(), anomaly_records(models)
+    assert list(records.rows) == list(expected.rows), "the fast path must store what the models hold"
+    assert sorted(records.snapshots) == sorted(expected.snapshots), "one snapshot per flagged transaction"
+    transactions = {a.transaction_id for a in models}
+    assert len(records.snapshots) == len(transactions) < len(models), "snapshots are per transaction, not per row"
+    features = {s[1]: s[3] for s in records.snapshots}
+    for model, row in zip(models, records.rows, strict=True):
+        assert Anomaly.model_validate_json(anomaly_message(row, features[row[4]])) == model
+
+
+def test_bulk_ids_are_the_contract_ids() -> None:
+    ids_in = ["tx-1", "", "tx-ü-☃", "x" * 128]
+    expected = [anomaly_id_for(transaction_id=t, detector_name="amount_zscore", detector_version="2") for t in ids_in]
+    built = anomaly_ids(ids_in, detector_name="amount_zscore", detector_version="2")
+    assert built == expected
+    assert [str(u) for u in built] == [str(u) for u in expected] and {u.version for u in built} == {5}
+    assert len(set(built) | set(expected)) == len(expected), "equal ids hash alike"
 
 
 def test_group_ids_get_the_topic_prefix_once() -> None:
@@ -83,13 +101,22 @@ def test_replays_and_overlaps_insert_only_new_rows_and_count_cases_once(topics: 
     writer = AnomalyWriter(
         engine=db, producer=DeliveringProducer(topics, service="test"), settings=topics, service="test"
     )
-    rows = _detections().rows()
+    records = _detections().records()
+    rows, snapshots = list(records.rows), list(records.snapshots)
     first, rest = rows[: len(rows) // 2], rows[len(rows) // 2 :]
-    assert writer.write_rows(first) == len(first)  # fast path: COPY straight into the table
-    assert writer.write_rows(first + rest + rest[:5]) == len(rest), "overlap: only the new rows, each once"
-    assert writer.write_rows(rows) == 0, "a full replay inserts nothing"
+
+    def write(part: list[AnomalyRow]) -> int:
+        # Every part brings every snapshot: most are stored already (another detector service got there first).
+        return writer.write_records(AnomalyRecords(rows=part, snapshots=snapshots))
+
+    assert write(first) == len(first)  # fast path: COPY straight into the table
+    assert write(first + rest + rest[:5]) == len(rest), "overlap: only the new rows, each once"
+    assert write(rows) == 0, "a full replay inserts nothing"
     with db.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM anomalies")).scalar_one() == len(rows)
+        stored: dict[str, object] = dict(
+            connection.execute(text("SELECT transaction_id, features FROM anomaly_features")).all()
+        )
         cases: dict[str, int] = dict(connection.execute(text("SELECT transaction_id, anomaly_count FROM cases")).all())
         severities: dict[str, str] = dict(
             connection.execute(text("SELECT transaction_id, max_severity FROM cases")).all()
@@ -100,8 +127,10 @@ def test_replays_and_overlaps_insert_only_new_rows_and_count_cases_once(topics: 
     assert cases == expected, "cases count every anomaly once, however often the batch is replayed"
     critical = {row[4] for row in rows if row[12] == "critical"}
     assert {tx for tx, severity in severities.items() if severity == "critical"} == critical
+    assert stored == {s[1]: orjson.loads(s[3]) for s in snapshots}, "each transaction's snapshot, once"
     published = [Anomaly.model_validate_json(m.value() or b"") for m in read_all(topics, topics.topic(ANOMALIES))]
     assert {a.anomaly_id for a in published} == {row[0] for row in rows}, "replays publish again; consumers dedup"
+    assert all(a.features == stored[a.transaction_id] for a in published), "messages keep the snapshot"
 
 
 class _Broken:
