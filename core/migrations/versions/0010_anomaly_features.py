@@ -1,4 +1,4 @@
-"""Anomalies: the feature snapshot once per transaction (`anomaly_features`); indexes only where queried.
+"""Anomalies: the feature snapshot once per transaction (`anomaly_features`), not on every anomaly.
 
 Revision ID: 0010
 Revises: 0009
@@ -9,15 +9,16 @@ copy of the snapshot (141 features, ~6.6 kB of jsonb, parsed and TOAST-compresse
 most of the PostgreSQL time of the anomaly writer. The snapshot moves to `anomaly_features`, one row
 per transaction, a time series like `anomalies` (docs/adr/0011-anomaly-feature-snapshots.md).
 
-Indexes on `anomalies`, each kept for a query that uses it (EXPLAINed in the ADR):
+Indexes on `anomalies`: each of the seven serves a query that EXPLAIN shows using it (ADR 0011):
 - anomalies_pkey: detail by id, and the writer's idempotency (ON CONFLICT);
 - anomalies_tenant_time / anomalies_tenant_score: one tenant's list by time / by score (keyset);
-- anomalies_time: the all-tenant (admin) list by time; on TimescaleDB it makes the hypertable's own
-  `event_time DESC` index redundant, which is dropped;
-- anomalies_transaction: a transaction's verdicts (detail, decisions, case detail, labelling);
+- anomalies_time: the all-tenant (admin) list by time and the stats windows;
+- anomalies_transaction: a transaction's verdicts (transaction and case detail, decisions, labelling);
 - anomalies_entity: entity timelines and the entity filter;
-- anomalies_detected: only "anomalies detected in the last minute" (system status) reads it, and
-  detected_at grows with insertion order, so a BRIN index serves it for a fraction of a B-tree's upkeep.
+- anomalies_detected: "anomalies detected in the last minute" (system status; a seq scan without it).
+None is dropped. On TimescaleDB the hypertable's own `event_time DESC` index duplicates the leading
+column of anomalies_time and is dropped; `anomaly_features` is only read by key, so its default time
+index is dropped too.
 """
 
 from __future__ import annotations
@@ -79,14 +80,10 @@ def upgrade() -> None:
     if _has_features_column(connection):
         op.execute(_MOVE)
         op.execute("ALTER TABLE anomalies DROP COLUMN features")
-    op.drop_index("anomalies_detected", table_name="anomalies")
-    op.create_index("anomalies_detected", "anomalies", ["detected_at"], postgresql_using="brin")
 
 
 def downgrade() -> None:
     connection = op.get_bind()
-    op.drop_index("anomalies_detected", table_name="anomalies")
-    op.create_index("anomalies_detected", "anomalies", ["detected_at"])
     if has_timescaledb(connection):
         op.execute("CREATE INDEX IF NOT EXISTS anomalies_event_time_idx ON anomalies (event_time DESC)")
     op.execute("ALTER TABLE anomalies ADD COLUMN features JSONB NOT NULL DEFAULT '{}'::jsonb")
