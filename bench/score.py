@@ -10,9 +10,14 @@ A scratch database is seeded first with `--history` transactions over the 30 day
 the scored ones, on the same accounts, cards, merchants and IPs, so every request reads
 and replays real history (about 30 rows per account, 20 per card, 190 per merchant,
 150 per IP with the defaults). `--model NAME` serves that registered model's @champion
-(default: VIGIL_ML_MODEL_NAMES); a model that cannot load is reported as degraded.
+(default: VIGIL_ML_MODEL_NAMES; `--no-models` serves none); a model that cannot load is
+reported as degraded.
 
-    .venv/bin/python -m bench.score [--rate 200] [--seconds 30] [--history 150000] [--model NAME]
+Besides latency it prints the API process's CPU time per request (user + system, read from
+/proc over the whole run): the load-independent cost, i.e. how many requests one core could
+serve. PostgreSQL's share for the history query is not in it.
+
+    .venv/bin/python -m bench.score [--rate 200] [--seconds 30] [--history 150000] [--model NAME | --no-models]
 """
 
 from __future__ import annotations
@@ -151,6 +156,12 @@ async def load(
     return latencies, errors, achieved
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=200.0, help="Requests per second (open loop).")
@@ -158,7 +169,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3.0, help="Unmeasured seconds first.")
     parser.add_argument("--history", type=int, default=150_000, help="Stored transactions seeded first.")
     parser.add_argument("--model", action="append", default=[], help="Registered model to serve (repeatable).")
+    parser.add_argument("--no-models", action="store_true", help="Serve no ML model (VIGIL_ML_MODEL_NAMES=[]).")
     args = parser.parse_args()
+    if args.no_models and args.model:
+        parser.error("--no-models and --model exclude each other")
+    names = [] if args.no_models else args.model
     with scratch_database() as settings:
         seed_history(settings.database_url, args.history)
         engine = create_engine(settings.database_url)
@@ -188,7 +203,7 @@ def main() -> None:
             "VIGIL_API_RATE_LIMIT_PER_SECOND": "100000",
             "VIGIL_API_RATE_LIMIT_BURST": "100000",
             "VIGIL_LOG_LEVEL": "WARNING",
-            **({"VIGIL_ML_MODEL_NAMES": orjson.dumps(args.model).decode()} if args.model else {}),
+            **({"VIGIL_ML_MODEL_NAMES": orjson.dumps(names).decode()} if names or args.no_models else {}),
         }
         server = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "bench.score:app_factory", "--factory", "--port", str(port),
@@ -207,8 +222,13 @@ def main() -> None:
                     time.sleep(0.2)
                 if time.monotonic() > deadline:
                     raise SystemExit("the API did not start")
+            load_start = os.getloadavg()[0]
+            cpu_before = process_cpu_seconds(server.pid)
             latencies, errors, achieved = asyncio.run(
                 load(port, token, rate=args.rate, seconds=args.seconds, warmup=args.warmup)
+            )
+            cpu_per_request = (process_cpu_seconds(server.pid) - cpu_before) / int(
+                (args.seconds + args.warmup) * args.rate
             )
             last = httpx.post(
                 f"{base}/v1/score", json=_body(1), headers={"Authorization": f"Bearer {token}"}, timeout=5
@@ -218,7 +238,7 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=15)
     p50, p95, p99 = np.percentile(latencies, [50, 95, 99])
-    models = ", ".join(args.model) or "VIGIL_ML_MODEL_NAMES"
+    models = "none" if args.no_models else ", ".join(args.model) or "VIGIL_ML_MODEL_NAMES"
     print(
         f"POST /v1/score, open loop at {args.rate:.0f} req/s for {args.seconds:.0f} s: real scorer, "
         f"{args.history:,} stored transactions, default rule pack, models: {models}"
@@ -227,8 +247,12 @@ def main() -> None:
     print(f"  requests measured: {len(latencies):,}  errors: {errors}  achieved rate: {achieved:.1f} req/s")
     print(f"  latency ms: p50 {p50:.2f}  p95 {p95:.2f}  p99 {p99:.2f}  max {max(latencies):.2f}")
     print(
+        f"  API process CPU per request: {cpu_per_request * 1000:.2f} ms (all threads; one core would serve "
+        f"~{1 / cpu_per_request:.0f} req/s at this cost)"
+    )
+    print(
         f"  target p99 <= 20 ms: {'met' if p99 <= 20 else 'NOT met'} (the load generator shares the machine's "
-        f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f} at the end of the run)"
+        f"{os.cpu_count()} cores; load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end)"
     )
 
 

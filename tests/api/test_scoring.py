@@ -330,3 +330,132 @@ def test_a_failing_batch_fails_its_requests_and_the_stage_keeps_serving() -> Non
         stage.submit(1)  # type: ignore[arg-type]
     assert stage.submit(2) == ([], [])  # type: ignore[arg-type]
     stage.close()
+
+
+class _LoadedRules:
+    """The `RuleEngine` surface the scorer reads, holding one compiled rule set (no database)."""
+
+    def __init__(self, ruleset: Any) -> None:
+        self.ruleset = ruleset
+
+    def current(self) -> Any:
+        return self.ruleset
+
+    def refresh(self) -> bool:
+        return False
+
+
+class _OneModel:
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def resolve(self, name: str, alias: str) -> str:
+        return "7"
+
+    def load(self, name: str, version: str) -> Any:
+        return self.model
+
+
+def _scored_stream(seed: int, size: int = 240) -> list[Any]:
+    """Feature vectors of a small stream through the real engine: habits, card-testing bursts, spikes."""
+    from core.contracts import FeatureVector
+    from features.codec import features_dict
+    from features.registry import FEATURE_SET_VERSION
+
+    rng = random.Random(seed)
+    moment = SCORED_AT - timedelta(days=3)
+    transactions: list[Transaction] = []
+    for i in range(size):
+        moment += timedelta(seconds=rng.uniform(30, 1800))
+        card = f"card-{rng.randrange(4)}"
+        amount = round(rng.lognormvariate(3.5, 0.4), 2)
+        if i % 40 > 33:  # a burst of tiny payments on one card
+            card, amount = "card-tested", round(rng.uniform(0.5, 5), 2)
+        elif i % 37 == 36:
+            amount = round(amount * rng.uniform(25, 60), 2)
+        transactions.append(
+            Transaction.model_validate(
+                _body(
+                    TENANT_A,
+                    f"{amount:.2f}",
+                    transaction_id=f"tx-{seed}-{i}",
+                    occurred_at=moment.isoformat(),
+                    account_id=f"acc-{rng.randrange(3)}",
+                    card_id=card,
+                    merchant_id=f"m-{rng.randrange(5)}",
+                )
+            )
+        )
+    batch = Batch.empty()
+    for transaction in transactions:
+        batch.append_transaction(transaction)
+    rows = FeatureEngine().compute(batch)
+    return [
+        FeatureVector.model_construct(
+            transaction=t, features=features_dict(row), feature_set_version=FEATURE_SET_VERSION, late=False
+        )
+        for t, row in zip(transactions, rows, strict=True)
+    ]
+
+
+def test_the_scorers_verdicts_are_judge_on_fresh_detectors_for_every_family(api_settings: Settings) -> None:
+    """Reused statistical detectors and the matching-rules shortcut report what `judge` reports."""
+    from core.detection import FeatureBatch
+    from detectors import statistical_detectors
+    from detectors.ml import MLDetector, ModelKind, served_models
+    from rules import DEFAULT_PACK, RuleSet, detectors_for, load_pack
+    from rules.model import ActiveRule
+    from tests.ml.factories import fitted_model
+    from vigil.scoring import judge
+
+    catalogue = registry_catalogue()
+    active = [
+        ActiveRule(
+            rule_id=d.rule_id,
+            version=1,
+            name=d.name,
+            description=d.description,
+            expression=d.expression,
+            severity=d.severity,
+            tenant_id=d.tenant_id,
+        )
+        for d in load_pack(DEFAULT_PACK, catalogue=catalogue)
+    ]
+    ruleset, invalid = RuleSet.compile(active, catalogue=catalogue)
+    assert not invalid
+    model = fitted_model(ModelKind.ISOLATION_FOREST)
+    served = served_models(settings=api_settings, source=_OneModel(model), names=["iforest"])
+    served.poll_all()  # loads version 7 now, without the watcher thread
+    reused = statistical_detectors(settings=api_settings)
+    scorer = SyncScorer(
+        history=None,  # type: ignore[arg-type]  # only `_judge_all` is exercised
+        statistical=lambda: reused,
+        rules=_LoadedRules(ruleset),  # type: ignore[arg-type]
+        models=served,
+    )
+    flagged = {"statistical": 0, "rules": 0}
+    ml_judged = 0
+    for seed in (1, 2, 1):  # the same stream again after another: nothing carried over between batches
+        vectors = _scored_stream(seed)
+        batch = FeatureBatch(vectors)
+        expected: list[list[Any]] = [[] for _ in vectors]
+        fresh = [
+            *statistical_detectors(settings=api_settings),
+            *detectors_for(ruleset),
+            MLDetector(model=model, model_name="iforest", model_version="7"),
+        ]
+        for detector in fresh:
+            for row, verdict in enumerate(judge(detector, batch)):
+                if detector.family.value != "rules" or verdict.score is not None:
+                    expected[row].append(verdict)
+        got = scorer._judge_all(vectors)
+        assert [verdicts for verdicts, _ in got] == expected
+        assert all(degraded == [] for _, degraded in got)
+        for verdicts in expected:
+            for verdict in verdicts:
+                if verdict.family == "ml":
+                    ml_judged += verdict.score is not None
+                else:
+                    flagged[verdict.family] += verdict.severity is not None
+    assert all(count > 0 for count in flagged.values()), flagged  # reasons were compared too
+    assert ml_judged == 3 * 240
