@@ -19,6 +19,7 @@ Needs the local stack (`vigil stack up`); uses its own topics and a scratch data
 from __future__ import annotations
 
 import argparse
+import cProfile
 import gc
 import os
 import random
@@ -117,6 +118,7 @@ def through_kafka(
     engine: FeatureEngine | None = None,
     snapshot_every: int = 0,
     vector_form: str = "compact",
+    profile: str | None = None,
 ) -> tuple[float, float, FeatureStage]:
     """(wall, CPU) seconds for the real stage to turn every message on tx.valid into acknowledged vectors.
 
@@ -148,6 +150,9 @@ def through_kafka(
         stage._snapshot(wait=True)
         stage.snapshots = 0
     due = len(messages) // snapshot_every if snapshot_every else 0
+    profiler = cProfile.Profile() if profile else None  # the main thread only (not the snapshot writer)
+    if profiler is not None:
+        profiler.enable()
     started, cpu = time.perf_counter(), cpu_seconds()
     while stage.emitted < len(messages):
         stage.step()
@@ -158,7 +163,11 @@ def through_kafka(
     stage._producer.flush_or_raise()
     if stage._writing is not None:
         stage._written(stage._writing.result())  # a snapshot being written is part of the work
-    return time.perf_counter() - started, cpu_seconds() - cpu, stage
+    wall, cpu = time.perf_counter() - started, cpu_seconds() - cpu
+    if profiler is not None and profile:
+        profiler.disable()
+        profiler.dump_stats(profile)
+    return wall, cpu, stage
 
 
 class _Message:
@@ -225,6 +234,7 @@ def main() -> None:
         help="A snapshot per this many transactions (600,000 = the default 30 s interval at 20,000 tx/s; 0 = none).",
     )
     parser.add_argument("--vector-form", choices=VECTOR_FORMS, default="compact")
+    parser.add_argument("--profile", metavar="FILE", help="cProfile the stage run into FILE (slows it down).")
     args = parser.parse_args()
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core, every thread of the process
 
@@ -301,7 +311,9 @@ def main() -> None:
         )
         del warmup, measured
         gc.collect()
-        wall, cpu, stage = through_kafka(settings, stream, url, engine, args.snapshot_every_tx, args.vector_form)
+        wall, cpu, stage = through_kafka(
+            settings, stream, url, engine, args.snapshot_every_tx, args.vector_form, args.profile
+        )
         cadence = f"one per {args.snapshot_every_tx:,} tx" if args.snapshot_every_tx else "none"
         _report(
             f"stage through Kafka (one core, 3 partitions, warm state, {args.vector_form} vectors, "
