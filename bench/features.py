@@ -34,8 +34,9 @@ from typing import Any, TypeVar, cast
 import numpy as np
 import orjson
 from confluent_kafka.admin import AdminClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from core.db import make_engine
 from core.detection import decode_feature_vectors
@@ -164,6 +165,7 @@ def through_kafka(
     if stage._writing is not None:
         stage._written(stage._writing.result())  # a snapshot being written is part of the work
     wall, cpu = time.perf_counter() - started, cpu_seconds() - cpu
+    database.dispose()  # the scratch database is dropped at the end; hold no connection to it
     if profiler is not None and profile:
         profiler.disable()
         profiler.dump_stats(profile)
@@ -333,12 +335,27 @@ def main() -> None:
             f"per 100k entities) in {time.perf_counter() - started:.2f}s"
         )
     finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         topics = [settings.topic(spec.name) for spec in STREAM_TOPICS]
         admin_client = AdminClient(client_config(settings))
         for future in admin_client.delete_topics(topics, operation_timeout=30).values():
             future.result()
+        _drop_database(admin, name)
+
+
+def _drop_database(admin: Engine, name: str) -> None:
+    """Drop the scratch database; autovacuum may be busy with the snapshots written there.
+
+    FORCE cannot end an autovacuum worker without pg_signal_backend, so wait for it instead.
+    """
+    for attempt in range(30):
+        try:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            return
+        except DBAPIError:
+            if attempt == 29:
+                raise
+            time.sleep(2)
 
 
 if __name__ == "__main__":
