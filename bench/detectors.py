@@ -10,6 +10,9 @@ scratch database migrated to head (all of `anomalies`' indexes in place):
   - the streaming path (`write_detections`, COPY rows built from detector columns)
     with the bench's 8-feature snapshots and with full 141-feature snapshots, the
     path for already built `Anomaly` models (`write`), and a replay of stored rows.
+Every transaction here is flagged by ~3 detectors; its feature snapshot is stored once
+(`anomaly_features`, docs/adr/0011-anomaly-feature-snapshots.md), so each figure also
+says how many snapshots its rows carried.
 The load average is printed with every figure: on a shared 2-core machine it matters.
 """
 
@@ -64,6 +67,7 @@ def _backend_cpu(pid: int) -> float:
 class _Measured:
     rows: int
     inserted: int
+    snapshots: int  # transactions whose feature snapshot was written (one per transaction, not per row)
     wall: float
     client_cpu: float
     server_cpu: float
@@ -71,7 +75,7 @@ class _Measured:
 
 @contextmanager
 def _measure(pid: int) -> Iterator[_Measured]:
-    measured = _Measured(0, 0, 0.0, 0.0, 0.0)
+    measured = _Measured(0, 0, 0, 0.0, 0.0, 0.0)
     wall, cpu, server = time.perf_counter(), time.process_time(), _backend_cpu(pid)
     yield measured
     measured.wall = time.perf_counter() - wall
@@ -80,7 +84,7 @@ def _measure(pid: int) -> Iterator[_Measured]:
 
 
 def _print(name: str, m: _Measured) -> None:
-    report(f"{name} ({m.inserted:,} new)", m.rows / m.wall, "rows/s", ">= 50,000")
+    report(f"{name} ({m.inserted:,} new, {m.snapshots:,} snapshots)", m.rows / m.wall, "rows/s", ">= 50,000")
     report(
         f"  per CPU-s (client {m.client_cpu:.2f} s + server {m.server_cpu:.2f} s, {_load()})",
         m.rows / (m.client_cpu + m.server_cpu),
@@ -131,6 +135,7 @@ def bench_writer(rows: int = 100_000, batch: int = 5000) -> None:
                 with _measure(pid) as m:
                     for item in detections:
                         m.rows += len(item)
+                        m.snapshots += len({i for f in item.flagged for i in f.rows})
                         m.inserted += writer.write_detections(item, publish=publish)
                 what = "insert + publish" if publish else "insert only"
                 _print(f"writer, detections, {width}, {what}", m)
@@ -138,6 +143,7 @@ def bench_writer(rows: int = 100_000, batch: int = 5000) -> None:
                 with _measure(pid) as m:  # the rows are stored: every batch takes the idempotent path
                     for item in detections:
                         m.rows += len(item)
+                        m.snapshots += len({i for f in item.flagged for i in f.rows})
                         m.inserted += writer.write_detections(item, publish=False)
                 _print("writer, detections, replay of stored rows", m)
                 models = [item.anomalies() for item in detections]
@@ -145,6 +151,7 @@ def bench_writer(rows: int = 100_000, batch: int = 5000) -> None:
                 with _measure(pid) as m:
                     for anomalies in models:
                         m.rows += len(anomalies)
+                        m.snapshots += len({a.transaction_id for a in anomalies})
                         m.inserted += writer.write(anomalies, publish=False)
                 _print("writer, Anomaly models, insert only", m)
         engine.dispose()
@@ -152,7 +159,7 @@ def bench_writer(rows: int = 100_000, batch: int = 5000) -> None:
 
 def _truncate(engine: Engine) -> None:
     with engine.begin() as connection:
-        connection.execute(text("TRUNCATE anomalies, cases"))
+        connection.execute(text("TRUNCATE anomalies, anomaly_features, cases"))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 
 def _insert(db: Engine, rows: list[dict[str, Any]]) -> None:
-    """Store anomalies as the writer does: the `features` of a row go to its transaction's snapshot."""
+    """Store anomalies as the writer does: a row's `features`, if any, go to its transaction's snapshot."""
     snapshots = {
         (r["transaction_id"], r["event_time"]): {
             "tenant_id": r["tenant_id"],
@@ -163,7 +163,7 @@ def test_every_filter_narrows_exactly(client: TestClient, db: Engine, token_for:
 
 
 def test_detail_has_reasons_and_feature_snapshot(client: TestClient, db: Engine, token_for: TokenFactory) -> None:
-    row = anomaly_row(TENANT_A, "tx-9")
+    row = anomaly_row(TENANT_A, "tx-9", features={"amount": 999.0, "account_count_1h": 3.0})
     _insert(db, [row])
     response = client.get(f"/v1/anomalies/{row['anomaly_id']}", headers=bearer(token_for("viewer")))
     assert response.status_code == 200
