@@ -573,11 +573,10 @@ def _compression_setting(cursor: psycopg.Cursor[Any]) -> str:
 _COLUMN_LIST: Final = ", ".join(_COLUMNS)
 
 # Sorted by key, so writers of the same transactions (three detector services) lock in one order.
-# %b: binary arrays (cheap to dump), and the snapshots go as jsonb[] through the cursor's dumper for
-# already encoded JSON.
+# %b: binary arrays (cheap to dump); the snapshots go as text and become `json` (checked, not rebuilt).
 _STORE_SNAPSHOTS: Final = """
 INSERT INTO anomaly_features (tenant_id, transaction_id, event_time, features)
-SELECT * FROM unnest(%b::varchar[], %b::varchar[], %b::timestamptz[], %b::jsonb[])
+SELECT * FROM unnest(%b::varchar[], %b::varchar[], %b::timestamptz[], %b::text[]::json[])
 ON CONFLICT DO NOTHING
 """
 
@@ -590,7 +589,7 @@ def _store_snapshots(cursor: psycopg.Cursor[Any], snapshots: Sequence[SnapshotRo
     ordered = [keyed[key] for key in sorted(keyed)]
     cursor.execute(
         _STORE_SNAPSHOTS,
-        ([s[0] for s in ordered], [s[1] for s in ordered], [s[2] for s in ordered], [s[3] for s in ordered]),
+        ([s[0] for s in ordered], [s[1] for s in ordered], [s[2] for s in ordered], [s[3].decode() for s in ordered]),
     )
 
 

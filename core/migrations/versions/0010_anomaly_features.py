@@ -7,7 +7,8 @@ Create Date: 2026-11-23
 Every detector of a transaction scores the same feature vector, yet each anomaly row carried its own
 copy of the snapshot (141 features, ~6.6 kB of jsonb, parsed and TOAST-compressed once per anomaly):
 most of the PostgreSQL time of the anomaly writer. The snapshot moves to `anomaly_features`, one row
-per transaction, a time series like `anomalies` (docs/adr/0011-anomaly-feature-snapshots.md).
+per transaction, a time series like `anomalies`, as `json` (stored and returned whole: cheaper to
+store than `jsonb`) (docs/adr/0011-anomaly-feature-snapshots.md).
 
 Indexes on `anomalies`: each of the seven serves a query that EXPLAIN shows using it (ADR 0011):
 - anomalies_pkey: detail by id, and the writer's idempotency (ON CONFLICT);
@@ -40,21 +41,21 @@ CREATE TABLE anomaly_features (
     tenant_id VARCHAR(64) NOT NULL,
     transaction_id VARCHAR(128) NOT NULL,
     event_time TIMESTAMP WITH TIME ZONE NOT NULL,
-    features JSONB NOT NULL,
+    features JSON NOT NULL,
     CONSTRAINT anomaly_features_pkey PRIMARY KEY (transaction_id, event_time)
 )"""
 
 # Newest detection's snapshot wins when anomalies of one transaction disagree (they should not).
 _MOVE = """
 INSERT INTO anomaly_features (tenant_id, transaction_id, event_time, features)
-SELECT DISTINCT ON (transaction_id, event_time) tenant_id, transaction_id, event_time, features
+SELECT DISTINCT ON (transaction_id, event_time) tenant_id, transaction_id, event_time, features::json
 FROM anomalies WHERE features <> '{}'::jsonb
 ORDER BY transaction_id, event_time, detected_at DESC
 ON CONFLICT DO NOTHING
 """
 
 _RESTORE = """
-UPDATE anomalies a SET features = f.features FROM anomaly_features f
+UPDATE anomalies a SET features = f.features::jsonb FROM anomaly_features f
 WHERE f.transaction_id = a.transaction_id AND f.event_time = a.event_time
 """
 
