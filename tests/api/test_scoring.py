@@ -459,3 +459,22 @@ def test_the_scorers_verdicts_are_judge_on_fresh_detectors_for_every_family(api_
                     flagged[verdict.family] += verdict.severity is not None
     assert all(count > 0 for count in flagged.values()), flagged  # reasons were compared too
     assert ml_judged == 3 * 240
+
+
+def test_a_pooled_connection_the_database_dropped_is_replaced_without_failing_the_request(
+    scoring_client: TestClient, db: Engine, token_for: TokenFactory
+) -> None:
+    from sqlalchemy import text
+
+    token = token_for("ingest", kind="client")
+    assert scoring_client.post("/v1/score", json=_body(TENANT_A, "42.00"), headers=bearer(token)).status_code == 200
+    with db.connect() as connection:  # as a database restart would: every other session is gone
+        ended = connection.execute(
+            text(
+                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()) AS ended"
+            )
+        ).scalar()
+    assert ended and ended >= 1  # the scorer's pooled connection was among them
+    answer = scoring_client.post("/v1/score", json=_body(TENANT_A, "43.00"), headers=bearer(token))
+    assert answer.status_code == 200, answer.text
