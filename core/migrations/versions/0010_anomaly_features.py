@@ -13,7 +13,7 @@ store than `jsonb`) (docs/adr/0011-anomaly-feature-snapshots.md).
 Indexes on `anomalies`: each of the seven serves a query that EXPLAIN shows using it (ADR 0011):
 - anomalies_pkey: detail by id, and the writer's idempotency (ON CONFLICT);
 - anomalies_tenant_time / anomalies_tenant_score: one tenant's list by time / by score (keyset);
-- anomalies_time: the all-tenant (admin) list by time and the stats windows;
+- anomalies_time: the all-tenant (admin) list by time;
 - anomalies_transaction: a transaction's verdicts (transaction and case detail, decisions, labelling);
 - anomalies_entity: entity timelines and the entity filter;
 - anomalies_detected: "anomalies detected in the last minute" (system status; a seq scan without it).
