@@ -311,7 +311,7 @@ def main() -> None:
             seed=3,
             start=START + timedelta(days=4),
         )
-        del warmup, measured
+        del warmup, measured, copy, blob, pool, delta, delta_blob  # ~2 GB of state copies at the default size
         gc.collect()
         wall, cpu, stage = through_kafka(
             settings, stream, url, engine, args.snapshot_every_tx, args.vector_form, args.profile

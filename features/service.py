@@ -59,8 +59,9 @@ class StageOptions:
     allowed_lateness: float = 10.0
     idle_seconds: float = 2.0
     snapshot_interval: float = 30.0
-    # Vectors are ~5.6 KB of JSON: lz4 made producing them 2.6x dearer in CPU (bench/features_produce.py)
-    # for fewer bytes on the broker; "none" spends network and disk instead (docs/features.md).
+    # Named vectors were ~5.3 KB of JSON (compact ~2 KB): lz4 made producing them 2.6x dearer in CPU
+    # (bench/features_produce.py) for fewer bytes on the broker; "none" spends network and disk
+    # instead (docs/features.md).
     output_compression: str = "none"
     # "compact" vectors carry values in registry order (~2.0 KB); "named" (~5.3 KB) is for consumers
     # that predate the compact form (core.contracts.FeatureVector reads both).
