@@ -25,13 +25,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from confluent_kafka.admin import AdminClient
 from sqlalchemy import Engine, text
 
 from bench._common import report, scratch_database
 from core.contracts import FeatureVector
 from core.db import make_engine
 from core.detection import AnomalyWriter, Detections, FeatureBatch, Thresholds, detect, detect_batch
-from core.kafka import DeliveringProducer, ensure_topics
+from core.kafka import DeliveringProducer, client_config, ensure_topics
 from core.settings import Settings
 from core.topics import STREAM_TOPICS
 from detectors import statistical_detectors
@@ -121,40 +122,47 @@ def _batches(*, settings: Settings, rounds: int, size: int, wide: bool) -> list[
 def bench_writer(rows: int = 100_000, batch: int = 5000) -> None:
     with scratch_database() as settings:
         ensure_topics(settings, STREAM_TOPICS)
-        engine = make_engine(settings, pool_size=1)  # one backend, whose CPU we read
-        with engine.connect() as connection:
-            pid = int(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
-        producer = DeliveringProducer(settings, service="bench")
-        writer = AnomalyWriter(engine=engine, producer=producer, settings=settings, service="bench")
-        rounds = max(1, rows // batch)
-        for wide in (False, True):
-            detections = _batches(settings=settings, rounds=rounds, size=batch, wide=wide)
-            width = "141-feature" if wide else "8-feature"
-            for publish in (False, True):
-                _truncate(engine)
-                with _measure(pid) as m:
-                    for item in detections:
-                        m.rows += len(item)
-                        m.snapshots += len({i for f in item.flagged for i in f.rows})
-                        m.inserted += writer.write_detections(item, publish=publish)
-                what = "insert + publish" if publish else "insert only"
-                _print(f"writer, detections, {width}, {what}", m)
-            if not wide:
-                with _measure(pid) as m:  # the rows are stored: every batch takes the idempotent path
-                    for item in detections:
-                        m.rows += len(item)
-                        m.snapshots += len({i for f in item.flagged for i in f.rows})
-                        m.inserted += writer.write_detections(item, publish=False)
-                _print("writer, detections, replay of stored rows", m)
-                models = [item.anomalies() for item in detections]
-                _truncate(engine)
-                with _measure(pid) as m:
-                    for anomalies in models:
-                        m.rows += len(anomalies)
-                        m.snapshots += len({a.transaction_id for a in anomalies})
-                        m.inserted += writer.write(anomalies, publish=False)
-                _print("writer, Anomaly models, insert only", m)
-        engine.dispose()
+        try:
+            engine = make_engine(settings, pool_size=1)  # one backend, whose CPU we read
+            with engine.connect() as connection:
+                pid = int(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
+            producer = DeliveringProducer(settings, service="bench")
+            writer = AnomalyWriter(engine=engine, producer=producer, settings=settings, service="bench")
+            rounds = max(1, rows // batch)
+            for wide in (False, True):
+                detections = _batches(settings=settings, rounds=rounds, size=batch, wide=wide)
+                width = "141-feature" if wide else "8-feature"
+                for publish in (False, True):
+                    _truncate(engine)
+                    with _measure(pid) as m:
+                        for item in detections:
+                            m.rows += len(item)
+                            m.snapshots += len({i for f in item.flagged for i in f.rows})
+                            m.inserted += writer.write_detections(item, publish=publish)
+                    what = "insert + publish" if publish else "insert only"
+                    _print(f"writer, detections, {width}, {what}", m)
+                if not wide:
+                    with _measure(pid) as m:  # the rows are stored: every batch takes the idempotent path
+                        for item in detections:
+                            m.rows += len(item)
+                            m.snapshots += len({i for f in item.flagged for i in f.rows})
+                            m.inserted += writer.write_detections(item, publish=False)
+                    _print("writer, detections, replay of stored rows", m)
+                    models = [item.anomalies() for item in detections]
+                    _truncate(engine)
+                    with _measure(pid) as m:
+                        for anomalies in models:
+                            m.rows += len(anomalies)
+                            m.snapshots += len({a.transaction_id for a in anomalies})
+                            m.inserted += writer.write(anomalies, publish=False)
+                    _print("writer, Anomaly models, insert only", m)
+            engine.dispose()
+        finally:
+            # Topics of this run only (prefixed): the shared broker keeps nothing of a benchmark.
+            admin = AdminClient(client_config(settings))  # kept alive until the deletions are answered
+            deleting = admin.delete_topics([settings.topic(spec.name) for spec in STREAM_TOPICS], operation_timeout=30)
+            for future in deleting.values():
+                future.result()
 
 
 def _truncate(engine: Engine) -> None:
