@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from core.migrate import upgrade
 from core.settings import Settings, load_settings
@@ -28,9 +30,21 @@ def scratch_database(settings: Settings | None = None) -> Iterator[Settings]:
         upgrade(url)
         yield settings.model_copy(update={"database_url": url, "kafka_topic_prefix": f"bench{uuid.uuid4().hex[:8]}."})
     finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        _drop_database(admin, name)
         admin.dispose()
+
+
+def _drop_database(admin: Engine, name: str, *, attempts: int = 40) -> None:
+    """DROP ... WITH (FORCE), retried: an autovacuum worker on the fresh database cannot be forced out."""
+    for attempt in range(attempts):
+        try:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            return
+        except DBAPIError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5)
 
 
 def report(name: str, value: float, unit: str, target: str = "") -> None:
