@@ -331,6 +331,9 @@ class SyncScorer:
         )
         small_engine().compute(warmup)  # numba loads (or compiles) the kernels on first use
         if self._models is not None and not self._started.is_set():
+            from detectors.ml.trees import warm_up
+
+            warm_up()  # the tree walk too, before a model load compiles it while requests wait on the GIL
             self._started.set()
             self._models.start(wait_seconds=0.0)
         if self._rules is not None:

@@ -108,6 +108,23 @@ class CompiledTrees:
         return out
 
 
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the walk now: the first compile holds the GIL for ~1 s."""
+    leaf = np.full(1, -1, dtype=np.int64)
+    single = CompiledTrees(
+        feature=np.zeros(1, dtype=np.int64),
+        threshold=np.zeros(1),
+        missing_left=np.zeros(1, dtype=np.uint8),
+        left=leaf,
+        right=leaf,
+        value=np.zeros(1),
+        roots=np.zeros(1, dtype=np.int64),
+        start=0.0,
+        width=1,
+    )
+    single.sums(np.zeros((1, 1)))
+
+
 def _join(
     trees: list[tuple[IntArray, FloatArray, ByteArray, IntArray, IntArray, FloatArray]], *, start: float, width: int
 ) -> CompiledTrees:

@@ -19,9 +19,10 @@ TOLERANCE = 1e-12  # in practice the floats are identical: same comparisons, sam
 
 
 def _random_rows(width: int, *, seed: int, rows: int = 3000, missing: float = 0.15) -> np.ndarray:
-    """Wide-ranging values with NaNs, exact split thresholds and float32-rounding edge cases mixed in."""
+    """Values over several orders of magnitude, NaNs scattered, all-missing rows and zeros."""
     rng = np.random.default_rng(seed)
-    matrix = rng.normal(0.0, 3.0, size=(rows, width)) * rng.choice([0.01, 1.0, 100.0], size=(rows, width))
+    scale = rng.choice([0.01, 1.0, 100.0], size=(rows, width))
+    matrix: np.ndarray = rng.normal(0.0, 3.0, size=(rows, width)) * scale
     matrix[rng.random(matrix.shape) < missing] = np.nan
     matrix[:5] = np.nan  # all missing
     matrix[5:10] = 0.0
@@ -153,3 +154,22 @@ def test_wrong_width_is_refused() -> None:
     compiled = compile_isolation_forest(scorer.estimator_)
     with pytest.raises(ValueError, match="features"):
         compiled.anomaly_score(np.zeros((1, compiled.trees.width + 1)))
+
+
+def test_warm_up_compiles_the_walk_on_a_single_leaf() -> None:
+    from detectors.ml.trees import CompiledTrees, warm_up
+
+    warm_up()
+    leaf = np.full(1, -1, dtype=np.int64)
+    single = CompiledTrees(
+        feature=np.zeros(1, dtype=np.int64),
+        threshold=np.zeros(1),
+        missing_left=np.zeros(1, dtype=np.uint8),
+        left=leaf,
+        right=leaf,
+        value=np.array([0.25]),
+        roots=np.zeros(1, dtype=np.int64),
+        start=1.5,
+        width=1,
+    )
+    np.testing.assert_array_equal(single.sums(np.array([[np.nan], [3.0]])), [1.75, 1.75])
