@@ -82,7 +82,8 @@ def make_transactions(count: int, *, accounts: int, merchants: int, seed: int, s
             "attributes": {},
             "ingested_at": moment.isoformat().replace("+00:00", "Z"),
         }
-        out.append(orjson.dumps(data))
+        # A copy of exactly its size: each orjson result kept ~4 KB of heap (2.4 GB per 300k messages).
+        out.append(bytes(memoryview(orjson.dumps(data))))
     return out
 
 
