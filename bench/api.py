@@ -45,7 +45,7 @@ FAMILIES = ["statistical", "ml", "rules", "aggregate"]
 SEVERITIES = ["info", "warning", "critical"]
 COLUMNS = (
     "anomaly_id, event_time, detected_at, tenant_id, transaction_id, entity_type, entity_id, detector_family, "
-    "detector_name, detector_version, score_raw, score, severity, reasons, features, amount, currency, status"
+    "detector_name, detector_version, score_raw, score, severity, reasons, amount, currency, status"
 )
 
 
@@ -60,7 +60,6 @@ def load(engine: Engine, rows: int, seed: int = 7) -> float:
     scores = np.round(rng.uniform(0, 100, rows), 2)
     accounts = rng.integers(0, 50_000, rows)
     reasons = json.dumps([{"feature": "amount", "value": 120.0, "baseline": 40.0, "text": "Amount well above usual."}])
-    features = json.dumps({"amount": 120.0, "account_count_1h": 2.0})
     started = time.perf_counter()
     raw = engine.raw_connection()
     try:
@@ -84,7 +83,6 @@ def load(engine: Engine, rows: int, seed: int = 7) -> float:
                         float(scores[i]),
                         SEVERITIES[severities[i]],
                         reasons,
-                        features,
                         "120.00",
                         "EUR",
                         "open",

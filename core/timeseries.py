@@ -31,6 +31,9 @@ TIME_SERIES_TABLES: Final = (
     TimeSeriesTable("transactions", "occurred_at", "tenant_id"),
     TimeSeriesTable("anomalies", "event_time", "tenant_id"),
 )
+# Created by migration 0010 (not 0001, which creates TIME_SERIES_TABLES); maintained like them.
+ANOMALY_FEATURES: Final = TimeSeriesTable("anomaly_features", "event_time", "tenant_id")
+MAINTAINED_TABLES: Final = (*TIME_SERIES_TABLES, ANOMALY_FEATURES)
 
 
 def has_timescaledb(connection: Connection) -> bool:
@@ -155,7 +158,7 @@ def maintain(connection: Connection, *, retention_days: int = RETENTION_DAYS_DEF
     if has_timescaledb(connection):
         return {}
     report: dict[str, list[str]] = {}
-    for table in TIME_SERIES_TABLES:
+    for table in MAINTAINED_TABLES:
         report[f"{table.name}:created"] = ensure_partitions(connection, table)
         report[f"{table.name}:dropped"] = drop_expired_partitions(connection, table, retention_days=retention_days)
     return report

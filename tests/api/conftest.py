@@ -183,7 +183,6 @@ def anomaly_row(tenant_id: str, transaction_id: str, **overrides: Any) -> dict[s
         "score": 85.0,
         "severity": "critical",
         "reasons": [{"feature": "amount", "value": 999.0, "baseline": 40.0, "text": f"secret-{tenant_id} amount"}],
-        "features": {"amount": 999.0, "account_count_1h": 3.0},
         "amount": Decimal("999.00"),
         "currency": "EUR",
         "status": "open",

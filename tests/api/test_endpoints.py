@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 from api import ApiPorts, DetectorVerdict, ScoreOutcome, create_app
 from core.contracts import Reason, Transaction
-from core.schema import anomalies, audit_log, notifications, transactions
+from core.schema import anomalies, anomaly_features, audit_log, notifications, transactions
 from core.settings import Settings
 from tests.api.conftest import (
     BASE_TIME,
@@ -111,7 +111,16 @@ def test_transaction_detail_and_entity_timeline(
         )
         connection.execute(
             insert(anomalies),
-            anomaly_row(TENANT_A, "tx-card-0", entity_type="card", entity_id="card-7", features={"card_count_1h": 5.0}),
+            anomaly_row(TENANT_A, "tx-card-0", entity_type="card", entity_id="card-7"),
+        )
+        connection.execute(  # the snapshot is stored once per transaction (ADR 0011)
+            insert(anomaly_features),
+            {
+                "tenant_id": TENANT_A,
+                "transaction_id": "tx-card-0",
+                "event_time": BASE_TIME,
+                "features": {"card_count_1h": 5.0},
+            },
         )
     token = token_for("viewer")
     detail = client.get("/v1/transactions/tx-tenant-a", headers=bearer(token)).json()

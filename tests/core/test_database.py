@@ -22,7 +22,7 @@ from core.contracts import (
 from core.detection import AnomalyWriter, FeatureBatch, Scores, Thresholds, detect
 from core.kafka import DeliveringProducer, ensure_topics, read_all
 from core.settings import Settings
-from core.timeseries import TIME_SERIES_TABLES, drop_expired_partitions, ensure_partitions
+from core.timeseries import MAINTAINED_TABLES, TIME_SERIES_TABLES, drop_expired_partitions, ensure_partitions, maintain
 from core.topics import ANOMALIES, STREAM_TOPICS
 from tests.core.test_contracts import valid_payload
 
@@ -36,7 +36,7 @@ def test_time_series_tables_are_partitioned_natively_without_timescaledb(db: Eng
                 text("SELECT c.relname, p.partstrat FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid")
             ).all()
         )
-        assert modes == {"transactions": "r", "anomalies": "r"}
+        assert modes == {"transactions": "r", "anomalies": "r", "anomaly_features": "r"}
         this_month = f"anomalies_{datetime.now(UTC):%Y%m}"
         children = set(
             connection.execute(
@@ -62,6 +62,19 @@ def test_partitions_move_rows_out_of_default_and_expire(db: Engine) -> None:
         dropped = drop_expired_partitions(connection, table, retention_days=90, today=date(2019, 8, 1))
         assert dropped == ["transactions_201903"]
         assert connection.execute(text("SELECT count(*) FROM transactions")).scalar() == 0
+
+
+def test_maintenance_keeps_every_partitioned_table_including_feature_snapshots(db: Engine) -> None:
+    with db.begin() as connection:
+        report = maintain(connection)
+        partitioned = set(
+            connection.execute(
+                text("SELECT c.relname FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid")
+            ).scalars()
+        )
+    # Every partitioned table gets monthly partitions ahead and expiry; a forgotten one fills DEFAULT forever.
+    assert {table.name for table in MAINTAINED_TABLES} == partitioned
+    assert {f"{name}:{step}" for name in partitioned for step in ("created", "dropped")} == set(report)
 
 
 def test_audit_log_is_append_only(db: Engine) -> None:
