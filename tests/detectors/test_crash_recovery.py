@@ -38,7 +38,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 VIGIL = str(Path(sys.executable).with_name("vigil"))
 VECTORS = 30_000
 BATCH_SIZE = 500  # many batches, so kills land at different points of the write
-MAX_KILLS = 8
+MAX_KILLS = 12
+# Delay after the first new rows are seen: the replay window (publish + offset commit of a
+# batch) is a few tens of ms, so most kills come soon after a commit, some later in a batch.
+KILL_DELAYS = (0.0, 0.01, 0.03, 0.07)
 GROUP = "vigil-detect-statistical"
 
 
@@ -93,8 +96,8 @@ def test_sigkill_mid_batch_and_restart_store_exactly_the_uninterrupted_rows(
         before = len(_stored(db))
         process = _start(settings, log)
         # Kill as soon as this run has committed some rows of its own: it is then writing batch after batch.
-        wait_for(partial(_wrote, process, db, before, log), timeout=120, what="new rows", every=0.05)
-        time.sleep(float(len(kills) % 4) * 0.07)
+        wait_for(partial(_wrote, process, db, before, log), timeout=120, what="new rows", every=0.02)
+        time.sleep(KILL_DELAYS[len(kills) % len(KILL_DELAYS)])
         process.send_signal(signal.SIGKILL)
         process.wait()
         offsets = committed(settings, group=group, topic=settings.topic(TX_FEATURES), partitions=3)
@@ -103,6 +106,7 @@ def test_sigkill_mid_batch_and_restart_store_exactly_the_uninterrupted_rows(
         kills.append(len(replayed))
         if replayed or caught_up(settings, group=group, ends=ends):
             break
+    print(f"rows replayed after each kill: {kills}")
     assert any(kills), f"no kill landed between a batch's commit and its offsets ({kills}); rows already stored"
 
     process = _start(settings, log)
