@@ -6,15 +6,16 @@ the anomalies table to measure recall on the high-amount and card-testing
 typologies and the false-positive rate on legitimate traffic; the figures are
 printed (`pytest -s`) and logged.
 
-Thresholds, from measurements on this seed (docs/detectors.md; the run is deterministic up
-to arrival order across partitions and the start time, and the offline replay of the same traffic gives the
-same figures within a few rows). They guard against regressions, they do not praise:
+Thresholds, from measurements on this seed (docs/detectors.md). The traffic starts on the Monday of
+the week 20 days ago, so every run within a week streams the same transactions and gives the same
+figures (three runs on 2026-11-23: identical); from week to week the accounts' histories differ.
+They guard against regressions, they do not praise:
 - high amount: each is 20-60x the account's typical amount (>= 7.7x its median on this
   seed), so nearly every one judged (>= 10 past payments) must be flagged: measured all in
-  eight runs and 18/19 in one full-suite run (not investigated; a likely cause is a partition's
-  wall-clock idle grace releasing events out of order under load; guard 0.9: one miss of ~19);
-  overall recall is bounded by the accounts too new to judge, which the merchant z-score
-  partly covers (measured 30/33 = 0.909 in eight runs, 29/33 in that one; guard 0.87);
+  eight runs, 18/19 and 17/18 in two of the start times that moved with the clock (guard 0.9: one
+  miss of ~19); overall recall is bounded by the accounts too new to judge, which the merchant
+  z-score partly covers, so it depends on the week's traffic: 27/33 to 30/33 (0.818-0.909) over ten
+  start times, 28/33 on the pinned start of 2026-11-23 (guard 0.8);
 - card testing: the default pack's rule fires from the 5th tiny payment of a burst, or from
   the 3rd when every payment on the card in the hour was under 10 (in the card's currency,
   so bursts in yen, rupees or naira are missed): measured 0.695-0.799 in the pipeline (the
@@ -60,7 +61,7 @@ HELD_BACK = 20  # vectors the features stage may still hold at the end of a fini
 MIN_HISTORY = MIN_HISTORY_DEFAULT  # what the detectors judge
 
 HIGH_AMOUNT_RECALL_JUDGED = 0.9
-HIGH_AMOUNT_RECALL = 0.87
+HIGH_AMOUNT_RECALL = 0.8
 CARD_TESTING_RECALL = 0.65
 FALSE_POSITIVE_RATE = 0.05
 FALSE_POSITIVE_RATE_CRITICAL = 0.01
@@ -70,6 +71,17 @@ FALSE_POSITIVE_RATE_ZSCORE = 0.03
 def _labels(path: Path) -> dict[str, str]:
     with path.open() as handle:
         return {row["transaction_id"]: row["typology"] for row in csv.DictReader(handle) if row["label"] == "fraud"}
+
+
+def _week_start(moment: datetime) -> datetime:
+    """Monday 00:00 UTC of the moment's week: the same traffic in every run of a week.
+
+    The generator lays its daily and weekly rhythms on the start time, so a start that moved
+    with the clock gave accounts different histories from run to run (one high-amount payment's
+    account: 88 past payments in one run, 74 in another).
+    """
+    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day - timedelta(days=day.weekday())
 
 
 def _rate(hits: int, total: int) -> float:
@@ -82,7 +94,7 @@ def test_statistical_and_rule_detectors_catch_injected_fraud(topics: Settings, d
     # The pack `vigil demo` seeds (prepare_demo -> seed_pack(load_pack())), before detect-rules loads its rules.
     seed_pack(engine=db, drafts=load_pack())
     labels_path = tmp_path / "labels.csv"
-    start = (datetime.now(UTC) - timedelta(days=DAYS)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    start = _week_start(datetime.now(UTC) - timedelta(days=DAYS)).strftime("%Y-%m-%dT%H:%M:%SZ")
     try:
         # Services first: they start while the generator sends (start-up dominates on a busy machine).
         pipeline.start("ingest", ["run", "ingest", "--instance-id", f"{settings.kafka_topic_prefix}recall"])
