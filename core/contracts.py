@@ -172,6 +172,13 @@ class Transaction(BaseModel):
         return self
 
 
+# What a producer sends, in the contract's order: the columns of files, of `transactions` and of the
+# JSON on `tx.valid` (which adds `schema_version`); ingestion adds `ingested_at` itself.
+TRANSACTION_FIELDS: Final = tuple(
+    name for name in Transaction.model_fields if name not in ("schema_version", "ingested_at")
+)
+
+
 class Severity(StrEnum):
     INFO = "info"
     WARNING = "warning"

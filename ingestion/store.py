@@ -32,6 +32,7 @@ import orjson
 from psycopg.errors import UniqueViolation
 from sqlalchemy import Engine
 
+from core.contracts import TRANSACTION_FIELDS
 from ingestion.errors import StoreConflictError
 from ingestion.validate import Valid, utc_text
 
@@ -39,26 +40,7 @@ from ingestion.validate import Valid, utc_text
 INGEST_LOCK_KEY: Final = 0x7669_6769_6C2D_7478
 REPLAY_MARK: Final = " replay-of "
 SOURCE_REF_MAX: Final = 200
-_COLUMNS: Final = (
-    "transaction_id",
-    "occurred_at",
-    "tenant_id",
-    "account_id",
-    "card_id",
-    "merchant_id",
-    "merchant_category",
-    "amount",
-    "currency",
-    "channel",
-    "country",
-    "device_id",
-    "ip",
-    "lat",
-    "lon",
-    "attributes",
-    "ingested_at",
-    "source_ref",
-)
+_COLUMNS: Final = (*TRANSACTION_FIELDS, "ingested_at", "source_ref")
 _COLUMN_LIST: Final = ", ".join(_COLUMNS)
 _COPY: Final = f"COPY transactions ({_COLUMN_LIST}) FROM STDIN"
 # The ids travel as one comma-separated text (the contract's identifier pattern has no comma):

@@ -23,30 +23,19 @@ import orjson
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from core.contracts import MAX_AMOUNT, MAX_ATTRIBUTES, Channel, Transaction, currency_minor_units
+from core.contracts import (
+    MAX_AMOUNT,
+    MAX_ATTRIBUTES,
+    TRANSACTION_FIELDS,
+    Channel,
+    Transaction,
+    currency_minor_units,
+)
 from ingestion.reasons import RejectReason
 
 # Column order of the `transactions` table (minus ingested_at/source_ref, added per batch)
 # and of the JSON written to `tx.valid`.
-FIELDS: Final = (
-    "schema_version",
-    "transaction_id",
-    "occurred_at",
-    "tenant_id",
-    "account_id",
-    "card_id",
-    "merchant_id",
-    "merchant_category",
-    "amount",
-    "currency",
-    "channel",
-    "country",
-    "device_id",
-    "ip",
-    "lat",
-    "lon",
-    "attributes",
-)
+FIELDS: Final = ("schema_version", *TRANSACTION_FIELDS)
 _REQUIRED: Final = frozenset(
     (
         *("transaction_id", "occurred_at", "tenant_id", "account_id", "merchant_id", "merchant_category"),

@@ -14,28 +14,12 @@ from typing import IO, Any, Final, Literal
 
 import orjson
 
+from core.contracts import TRANSACTION_FIELDS
 from vigil.generator.errors import GeneratorConfigError
 from vigil.generator.stream import GeneratedBatch, Label
 
 FileFormat = Literal["jsonl", "csv", "parquet"]
-FILE_COLUMNS: Final = (
-    "transaction_id",
-    "occurred_at",
-    "tenant_id",
-    "account_id",
-    "card_id",
-    "merchant_id",
-    "merchant_category",
-    "amount",
-    "currency",
-    "channel",
-    "country",
-    "device_id",
-    "ip",
-    "lat",
-    "lon",
-    "attributes",
-)
+FILE_COLUMNS: Final = TRANSACTION_FIELDS
 LABEL_COLUMNS: Final = ("transaction_id", "tenant_id", "label", "typology", "occurred_at")
 _SUFFIXES: Final[dict[str, FileFormat]] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 _ROW_GROUP: Final = 65_536
