@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
+from core.contracts import FEATURE_NAMES_BY_VERSION
 from rules.errors import CatalogueError
 
 
@@ -63,38 +64,14 @@ TRANSACTION_FIELDS: Final[tuple[FieldSpec, ...]] = (
     _tx("weekday", N, "Day of week of occurred_at in UTC, 0 = Monday ... 6 = Sunday."),
 )
 
-_ENTITIES: Final = ("account", "card", "merchant", "device", "ip")
-_WINDOWS: Final = ("1h", "24h", "7d", "30d")
-_FLAGS: Final = ("account_new_merchant", "account_new_country", "account_new_device")
-_ACCOUNT_EXTRAS: Final = (
-    "account_distinct_merchants_24h",
-    "account_distinct_countries_24h",
-    "device_distinct_accounts_24h",
-    "ip_distinct_accounts_24h",
-    "account_geo_velocity_kmh",
-    "account_hour_typicality",
-    "account_amount_history_median",
-    "account_amount_history_mad",
-    "account_amount_robust_zscore",
-    "account_amount_history_q1",
-    "account_amount_history_q3",
-)
+_FLAGS: Final = frozenset(("account_new_merchant", "account_new_country", "account_new_device"))
 
 
 def _default_features() -> dict[str, ValueType]:
-    # Mirrors features/registry.py (feature set version 2); tests/rules checks they agree.
-    features: dict[str, ValueType] = {"hour_of_day": N}
-    for entity in _ENTITIES:
-        for window in _WINDOWS:
-            features[f"{entity}_count_{window}"] = N
-            for stat in ("sum", "mean", "std", "max"):
-                features[f"{entity}_amount_{stat}_{window}"] = N
-        for suffix in ("seconds_since_last", "amount_history_count", "amount_history_mean", "amount_history_std"):
-            features[f"{entity}_{suffix}"] = N
-        features[f"{entity}_amount_zscore"] = N
-    features.update(dict.fromkeys(_FLAGS, ValueType.BOOL))
-    features.update(dict.fromkeys(_ACCOUNT_EXTRAS, N))
-    return features
+    # The newest feature set of the contract (core.contracts, checked against features/registry.py
+    # by the features stage's tests): the first-seen flags are booleans, every other feature a number.
+    names = FEATURE_NAMES_BY_VERSION[max(FEATURE_NAMES_BY_VERSION)]
+    return {name: ValueType.BOOL if name in _FLAGS else N for name in names}
 
 
 DEFAULT_FEATURES: Final[Mapping[str, ValueType]] = _default_features()
