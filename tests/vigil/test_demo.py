@@ -100,3 +100,20 @@ def test_supervising_gives_back_the_callers_signal_handlers(tmp_path: Path) -> N
     before = signal.getsignal(signal.SIGINT)
     supervise([], log_dir=tmp_path, until=time.monotonic() + 0.5)
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_running_every_service_creates_the_stream_topics_of_a_fresh_prefix(settings: Settings, tmp_path: Path) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    from core.topics import STREAM_TOPICS
+    from vigil.commands.demo import _supervise
+
+    fresh = settings.model_copy(update={"kafka_topic_prefix": f"fresh{uuid.uuid4().hex[:8]}.", "state_dir": tmp_path})
+    _supervise(fresh, [], until=time.monotonic() + 0.5)
+
+    admin = AdminClient({"bootstrap.servers": fresh.kafka_bootstrap})
+    wanted = {fresh.topic(spec.name) for spec in STREAM_TOPICS}
+    try:
+        assert wanted <= set(admin.list_topics(timeout=10).topics)
+    finally:
+        admin.delete_topics(sorted(wanted & set(admin.list_topics(timeout=10).topics)))

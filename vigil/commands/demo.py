@@ -32,11 +32,21 @@ def _service_plan(ctx: click.Context) -> list[tuple[str, list[str]]]:
     return plan
 
 
-def _supervise(settings: Settings, plan: list[tuple[str, list[str]]]) -> None:
-    """Every service with its log file and the ops port the status page probes."""
+def _supervise(settings: Settings, plan: list[tuple[str, list[str]]], *, until: float | None = None) -> None:
+    """Every service with its log file and the ops port the status page probes, on topics that exist."""
+    from core.kafka import ensure_topics
+    from core.topics import STREAM_TOPICS
     from vigil.supervisor import ops_ports, supervise
 
-    supervise(plan, log_dir=settings.state_dir / "logs" / "services", child_env=ops_ports(settings.status_ops_targets))
+    # The features stage assigns every partition itself, so on a topic prefix nobody has created
+    # yet it would exit and be restarted until something else created the topics.
+    ensure_topics(settings, STREAM_TOPICS)
+    supervise(
+        plan,
+        log_dir=settings.state_dir / "logs" / "services",
+        child_env=ops_ports(settings.status_ops_targets),
+        until=until,
+    )
 
 
 @click.command("all")
