@@ -7,7 +7,7 @@ Public surface (everything else is internal):
 - evaluation: `RuleSet`, `Columns`, `RuleEngine` (hot reload), `LiveRuleDetectors` / `detectors_for`
   (core.detection detectors), `pack_detectors` (a pack file, no database);
 - backtests: `backtest` (any batches), `backtest_history` (stored transactions and labels);
-- packs: `load_pack`, `parse_pack`, `seed_pack`, `DEFAULT_PACK`.
+- packs: `load_pack`, `pack_rules`, `parse_pack`, `seed_pack`, `DEFAULT_PACK`.
 """
 
 from rules.backtest import BacktestReport, DayStat, Example, backtest
@@ -29,7 +29,7 @@ from rules.errors import (
 from rules.evaluator import Columns
 from rules.history import backtest_history, count_transactions, load_labels, transaction_batches
 from rules.model import ActiveRule, RuleDraft, RuleVersionView, RuleView
-from rules.pack import DEFAULT_PACK, SeedReport, load_pack, parse_pack, seed_pack
+from rules.pack import DEFAULT_PACK, SeedReport, load_pack, pack_rules, parse_pack, seed_pack
 from rules.ruleset import CompiledRule, RuleSet
 from rules.store import (
     create_rule,
@@ -90,6 +90,7 @@ __all__ = [
     "load_labels",
     "load_pack",
     "pack_detectors",
+    "pack_rules",
     "parse_pack",
     "publish_version",
     "rules_fingerprint",

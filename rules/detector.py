@@ -18,8 +18,7 @@ from core.detection import Detector, FeatureBatch, Scores
 from rules.catalogue import Catalogue
 from rules.engine import RuleEngine
 from rules.evaluator import Columns
-from rules.model import ActiveRule
-from rules.pack import DEFAULT_PACK, load_pack
+from rules.pack import DEFAULT_PACK, pack_rules
 from rules.ruleset import RuleSet
 
 
@@ -99,19 +98,7 @@ def detectors_for(ruleset: RuleSet) -> list[RuleDetector]:
 
 def pack_detectors(path: Path = DEFAULT_PACK, *, catalogue: Catalogue | None = None) -> list[Detector]:
     """Detectors for a rule pack file as version 1, without a database (tests, offline evaluation)."""
-    rules = [
-        ActiveRule(
-            rule_id=draft.rule_id,
-            version=1,
-            name=draft.name,
-            description=draft.description,
-            expression=draft.expression,
-            severity=draft.severity,
-            tenant_id=draft.tenant_id,
-        )
-        for draft in load_pack(path, catalogue=catalogue)
-        if draft.enabled
-    ]
+    rules = pack_rules(path, catalogue=catalogue)
     ruleset, _invalid = RuleSet.compile(rules, catalogue=catalogue)  # load_pack validated them all
     return list(detectors_for(ruleset))
 

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from rules.catalogue import Catalogue
 from rules.checker import compile_expression
 from rules.errors import PackError, RuleExistsError, RuleSyntaxError
-from rules.model import RuleDraft
+from rules.model import ActiveRule, RuleDraft
 from rules.store import content_of, create_rule, get_rule, publish_version
 
 DEFAULT_PACK: Final = Path(__file__).with_name("packs") / "default.yaml"
@@ -79,6 +79,23 @@ class SeedReport:
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)  # differs from the pack; left alone without --update
+
+
+def pack_rules(path: Path = DEFAULT_PACK, *, catalogue: Catalogue | None = None) -> list[ActiveRule]:
+    """A pack's enabled rules as active version 1, without a database (tests, offline evaluation)."""
+    return [
+        ActiveRule(
+            rule_id=draft.rule_id,
+            version=1,
+            name=draft.name,
+            description=draft.description,
+            expression=draft.expression,
+            severity=draft.severity,
+            tenant_id=draft.tenant_id,
+        )
+        for draft in load_pack(path, catalogue=catalogue)
+        if draft.enabled
+    ]
 
 
 def seed_pack(

@@ -403,24 +403,12 @@ def test_the_scorers_verdicts_are_judge_on_fresh_detectors_for_every_family(api_
     from core.detection import FeatureBatch
     from detectors import statistical_detectors
     from detectors.ml import MLDetector, ModelKind, served_models
-    from rules import DEFAULT_PACK, RuleSet, detectors_for, load_pack
-    from rules.model import ActiveRule
+    from rules import DEFAULT_PACK, RuleSet, detectors_for, pack_rules
     from tests.ml.factories import fitted_model
     from vigil.scoring import judge
 
     catalogue = registry_catalogue()
-    active = [
-        ActiveRule(
-            rule_id=d.rule_id,
-            version=1,
-            name=d.name,
-            description=d.description,
-            expression=d.expression,
-            severity=d.severity,
-            tenant_id=d.tenant_id,
-        )
-        for d in load_pack(DEFAULT_PACK, catalogue=catalogue)
-    ]
+    active = pack_rules(DEFAULT_PACK, catalogue=catalogue)
     ruleset, invalid = RuleSet.compile(active, catalogue=catalogue)
     assert not invalid
     model = fitted_model(ModelKind.ISOLATION_FOREST)
