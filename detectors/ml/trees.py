@@ -83,6 +83,22 @@ class CompiledTrees:
     start: float
     width: int  # columns the rows must have
 
+    @classmethod
+    def single_leaf(cls, *, value: float = 0.0, start: float = 0.0) -> CompiledTrees:
+        """One tree that is one leaf over one column: every row sums to `start + value`."""
+        leaf = np.full(1, -1, dtype=np.int64)
+        return cls(
+            feature=np.zeros(1, dtype=np.int64),
+            threshold=np.zeros(1),
+            missing_left=np.zeros(1, dtype=np.uint8),
+            left=leaf,
+            right=leaf,
+            value=np.array([value]),
+            roots=np.zeros(1, dtype=np.int64),
+            start=start,
+            width=1,
+        )
+
     @property
     def nodes(self) -> int:
         return len(self.feature)
@@ -110,18 +126,7 @@ class CompiledTrees:
 
 def warm_up() -> None:
     """Compile (or load from numba's cache) the walk now: the first compile holds the GIL for ~1 s."""
-    leaf = np.full(1, -1, dtype=np.int64)
-    single = CompiledTrees(
-        feature=np.zeros(1, dtype=np.int64),
-        threshold=np.zeros(1),
-        missing_left=np.zeros(1, dtype=np.uint8),
-        left=leaf,
-        right=leaf,
-        value=np.zeros(1),
-        roots=np.zeros(1, dtype=np.int64),
-        start=0.0,
-        width=1,
-    )
+    single = CompiledTrees.single_leaf()
     single.sums(np.zeros((1, 1)))
 
 

@@ -160,16 +160,5 @@ def test_warm_up_compiles_the_walk_on_a_single_leaf() -> None:
     from detectors.ml.trees import CompiledTrees, warm_up
 
     warm_up()
-    leaf = np.full(1, -1, dtype=np.int64)
-    single = CompiledTrees(
-        feature=np.zeros(1, dtype=np.int64),
-        threshold=np.zeros(1),
-        missing_left=np.zeros(1, dtype=np.uint8),
-        left=leaf,
-        right=leaf,
-        value=np.array([0.25]),
-        roots=np.zeros(1, dtype=np.int64),
-        start=1.5,
-        width=1,
-    )
+    single = CompiledTrees.single_leaf(value=0.25, start=1.5)
     np.testing.assert_array_equal(single.sums(np.array([[np.nan], [3.0]])), [1.75, 1.75])
