@@ -34,14 +34,10 @@ from typing import Any, TypeVar, cast
 import numpy as np
 import orjson
 from confluent_kafka.admin import AdminClient
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
 
-from core.db import make_engine
+from core.db import make_engine, temporary_database
 from core.detection import decode_feature_vectors
 from core.kafka import DeliveringProducer, StopFlag, client_config, ensure_topics
-from core.migrate import upgrade
 from core.settings import Settings, load_settings
 from core.topics import STREAM_TOPICS, TX_VALID
 from features.codec import VECTOR_FORMS, Tx, batch_of, decode_transaction, encode_vectors
@@ -297,66 +293,45 @@ def main() -> None:
 
     base = load_settings(log_format="text")
     settings = base.model_copy(update={"kafka_topic_prefix": f"bench-{uuid.uuid4().hex[:8]}.", "kafka_partitions": 3})
-    admin_url = make_url(base.database_url)
-    name = f"vigil_bench_{os.getpid()}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        url = admin_url.set(database=name).render_as_string(hide_password=False)
-        upgrade(url)
-        stream = make_transactions(
-            args.stream_transactions,
-            accounts=args.accounts,
-            merchants=args.merchants,
-            seed=3,
-            start=START + timedelta(days=4),
-        )
-        del warmup, measured, copy, blob, pool, delta, delta_blob  # ~2 GB of state copies at the default size
-        gc.collect()
-        wall, cpu, stage = through_kafka(
-            settings, stream, url, engine, args.snapshot_every_tx, args.vector_form, args.profile
-        )
-        cadence = f"one per {args.snapshot_every_tx:,} tx" if args.snapshot_every_tx else "none"
-        _report(
-            f"stage through Kafka (one core, 3 partitions, warm state, {args.vector_form} vectors, "
-            f"{stage.snapshots} snapshots in the run: {cadence})",
-            len(stream),
-            wall,
-            cpu,
-        )
-        counts = stage._engine.entity_counts()
-        entities = sum(counts.values())
-        live = stage._engine.state_bytes()
-        print(f"stage state: {live / entities * 100_000 / 1e6:,.1f} MB live per 100k entities ({entities:,} entities)")
-        started = time.perf_counter()
-        blob = pack_state(stage._engine, stage._sequencer)
-        print(
-            f"snapshot of the stage: {len(blob) / 1e6:,.1f} MB ({len(blob) / entities * 100_000 / 1e6:,.1f} MB "
-            f"per 100k entities) in {time.perf_counter() - started:.2f}s"
-        )
-    finally:
-        topics = [settings.topic(spec.name) for spec in STREAM_TOPICS]
-        admin_client = AdminClient(client_config(settings))
-        for future in admin_client.delete_topics(topics, operation_timeout=30).values():
-            future.result()
-        _drop_database(admin, name)
-
-
-def _drop_database(admin: Engine, name: str) -> None:
-    """Drop the scratch database; autovacuum may be busy with the snapshots written there.
-
-    FORCE cannot end an autovacuum worker without pg_signal_backend, so wait for it instead.
-    """
-    for attempt in range(30):
+    # 120 drop attempts (60 s): autovacuum may be busy with the snapshots written there.
+    with temporary_database(base.database_url, prefix="vigil_bench", drop_attempts=120) as url:
         try:
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            return
-        except DBAPIError:
-            if attempt == 29:
-                raise
-            time.sleep(2)
+            stream = make_transactions(
+                args.stream_transactions,
+                accounts=args.accounts,
+                merchants=args.merchants,
+                seed=3,
+                start=START + timedelta(days=4),
+            )
+            del warmup, measured, copy, blob, pool, delta, delta_blob  # ~2 GB of state copies at the default size
+            gc.collect()
+            wall, cpu, stage = through_kafka(
+                settings, stream, url, engine, args.snapshot_every_tx, args.vector_form, args.profile
+            )
+            cadence = f"one per {args.snapshot_every_tx:,} tx" if args.snapshot_every_tx else "none"
+            _report(
+                f"stage through Kafka (one core, 3 partitions, warm state, {args.vector_form} vectors, "
+                f"{stage.snapshots} snapshots in the run: {cadence})",
+                len(stream),
+                wall,
+                cpu,
+            )
+            counts = stage._engine.entity_counts()
+            entities = sum(counts.values())
+            live = stage._engine.state_bytes()
+            per_100k = live / entities * 100_000 / 1e6
+            print(f"stage state: {per_100k:,.1f} MB live per 100k entities ({entities:,} entities)")
+            started = time.perf_counter()
+            blob = pack_state(stage._engine, stage._sequencer)
+            print(
+                f"snapshot of the stage: {len(blob) / 1e6:,.1f} MB ({len(blob) / entities * 100_000 / 1e6:,.1f} MB "
+                f"per 100k entities) in {time.perf_counter() - started:.2f}s"
+            )
+        finally:
+            topics = [settings.topic(spec.name) for spec in STREAM_TOPICS]
+            admin_client = AdminClient(client_config(settings))
+            for future in admin_client.delete_topics(topics, operation_timeout=30).values():
+                future.result()
 
 
 if __name__ == "__main__":

@@ -8,17 +8,14 @@ each test gets empty tables and its own topic prefix.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, text
 
-from core.db import make_engine
+from core.db import make_engine, temporary_database
 from core.kafka import ensure_topics
-from core.migrate import upgrade
 from core.schema import metadata
 from core.settings import Settings, load_settings
 from core.topics import STREAM_TOPICS
@@ -44,17 +41,8 @@ def stack(base_settings: Settings) -> Settings:
 @pytest.fixture(scope="session")
 def database_url(stack: Settings) -> Iterator[str]:
     """A fresh database for this pytest session, migrated to head, dropped afterwards."""
-    admin_url = make_url(stack.database_url)
-    name = f"vigil_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = admin_url.set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
-    yield url
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with temporary_database(stack.database_url, prefix="vigil_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -11,9 +9,8 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
 
+from core.db import temporary_database
 from core.migrate import downgrade, upgrade
 from core.settings import Settings
 
@@ -25,25 +22,8 @@ WHEN = datetime(2026, 11, 20, 12, tzinfo=UTC)
 @pytest.fixture
 def empty_database(stack: Settings) -> Iterator[str]:
     """A database of its own: this test moves the schema up and down."""
-    admin_url = make_url(stack.database_url)
-    name = f"vigil_mig_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        # An autovacuum worker may still be on the fresh database (FORCE cannot end it): retry briefly.
-        for attempt in range(20):
-            try:
-                with admin.connect() as connection:
-                    connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-                break
-            except DBAPIError:
-                if attempt == 19:
-                    raise
-                time.sleep(0.5)
-        admin.dispose()
+    with temporary_database(stack.database_url, prefix="vigil_mig", migrate=False) as url:
+        yield url
 
 
 def _anomaly(transaction_id: str, detector: str, features: dict[str, float], detected: int) -> dict[str, object]:
