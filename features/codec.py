@@ -215,6 +215,14 @@ _TRUE: Final = _bytes_array(b"true}")
 _FALSE: Final = _bytes_array(b"false}")
 
 
+@njit(cache=True, inline="always")
+def _put(out: np.ndarray, at: int, data: np.ndarray) -> int:  # pragma: no cover - compiled
+    """Copy `data` into `out` at `at`; returns the position after it."""
+    k: int = data.shape[0]
+    out[at : at + k] = data
+    return at + k
+
+
 @njit(cache=True)
 def _interleave(
     values: np.ndarray,
@@ -236,35 +244,20 @@ def _interleave(
     at = 0
     p = 2  # past "[["
     for i in range(raw_offsets.shape[0] - 1):
-        k = head.shape[0]
-        out[at : at + k] = head
-        at += k
-        k = raw_offsets[i + 1] - raw_offsets[i]
-        out[at : at + k] = raws[raw_offsets[i] : raw_offsets[i + 1]]
-        at += k
-        k = middle.shape[0]
-        out[at : at + k] = middle
-        at += k
+        at = _put(out, at, head)
+        at = _put(out, at, raws[raw_offsets[i] : raw_offsets[i + 1]])
+        at = _put(out, at, middle)
         for j in range(n_columns):
-            begin = name_offsets[j]
-            k = name_offsets[j + 1] - begin
-            out[at : at + k] = names[begin : begin + k]
-            at += k
+            at = _put(out, at, names[name_offsets[j] : name_offsets[j + 1]])
             q = p
             while values[q] != 44 and values[q] != 93:  # up to the next "," or "]"
                 q += 1
-            out[at : at + q - p] = values[p:q]
-            at += q - p
+            at = _put(out, at, values[p:q])
             p = q + (1 if j < n_columns - 1 else 3)  # skip "," inside a row, "],[" between rows
         out[at] = 125  # "}" closes the features object
         at += 1
-        k = tail.shape[0]
-        out[at : at + k] = tail
-        at += k
-        flag = true if late[i] else false
-        k = flag.shape[0]
-        out[at : at + k] = flag
-        at += k
+        at = _put(out, at, tail)
+        at = _put(out, at, true if late[i] else false)
         ends[i] = at
 
 
@@ -286,29 +279,16 @@ def _join_rows(
     at = 0
     p = 1  # the first row's "["
     for i in range(raw_offsets.shape[0] - 1):
-        k = head.shape[0]
-        out[at : at + k] = head
-        at += k
-        k = raw_offsets[i + 1] - raw_offsets[i]
-        out[at : at + k] = raws[raw_offsets[i] : raw_offsets[i + 1]]
-        at += k
-        k = middle.shape[0]
-        out[at : at + k] = middle
-        at += k
+        at = _put(out, at, head)
+        at = _put(out, at, raws[raw_offsets[i] : raw_offsets[i + 1]])
+        at = _put(out, at, middle)
         q = p
         while values[q] != 93:  # the row's "]" (numbers and null contain no brackets)
             q += 1
-        k = q + 1 - p
-        out[at : at + k] = values[p : q + 1]
-        at += k
+        at = _put(out, at, values[p : q + 1])
         p = q + 2  # past "],"
-        k = tail.shape[0]
-        out[at : at + k] = tail
-        at += k
-        flag = true if late[i] else false
-        k = flag.shape[0]
-        out[at : at + k] = flag
-        at += k
+        at = _put(out, at, tail)
+        at = _put(out, at, true if late[i] else false)
         ends[i] = at
 
 
