@@ -127,6 +127,13 @@ def _outputs(settings: Settings, expected: int, timeout: float) -> list[FeatureV
     return [FeatureVector.model_validate_json(m.value() or b"") for m in messages]
 
 
+def _settled_outputs(settings: Settings, expected: int, timeout: float) -> list[FeatureVector]:
+    """Every expected output, then a pause and a second read: a duplicate would have arrived by then."""
+    _outputs(settings, expected, timeout=timeout)
+    time.sleep(2.5)
+    return _outputs(settings, expected, timeout=10)
+
+
 def _assert_same_features(online: list[FeatureVector], offline: dict[str, dict[str, float | None]]) -> None:
     by_id = {vector.transaction.transaction_id: vector for vector in online}
     assert len(by_id) == len(online), "duplicate transaction ids on tx.features"
@@ -185,9 +192,7 @@ def test_kill_minus_nine_mid_stream_gives_identical_output_without_gaps_or_dupli
     for wave in waves[6:]:
         _produce(topics, _shuffled_within_lateness(wave))
         time.sleep(0.2)
-    online = _outputs(topics, len(transactions), timeout=180)
-    time.sleep(2.5)  # anything duplicated would arrive now
-    online = _outputs(topics, len(transactions), timeout=10)
+    online = _settled_outputs(topics, len(transactions), timeout=180)
     assert stages[1].stop() == 0, log.read_text()
     assert 0 < before < len(transactions), "the kill did not land mid-stream"
     text = log.read_text()
@@ -225,9 +230,7 @@ def test_two_replicas_share_the_output_and_agree_with_offline(
     log = tmp_path / "stage.log"
     stages.append(_Stage(topics, log, "--replicas", "2", "--replica-index", "0"))
     stages.append(_Stage(topics, log, "--replicas", "2", "--replica-index", "1"))
-    online = _outputs(topics, len(transactions), timeout=120)
-    time.sleep(2)
-    online = _outputs(topics, len(transactions), timeout=10)
+    online = _settled_outputs(topics, len(transactions), timeout=120)
     assert [stage.stop() for stage in stages] == [0, 0], log.read_text()
     assert len(online) == len(transactions)
     _assert_same_features(online, _offline(tmp_path, transactions))
@@ -261,9 +264,7 @@ def test_kill_minus_nine_after_delta_snapshots_gives_identical_output(
     for wave in waves[4:]:
         _produce(topics, _shuffled_within_lateness(wave))
         time.sleep(0.2)
-    online = _outputs(topics, len(transactions), timeout=180)
-    time.sleep(2.5)  # anything duplicated would arrive now
-    online = _outputs(topics, len(transactions), timeout=10)
+    online = _settled_outputs(topics, len(transactions), timeout=180)
     assert stages[1].stop() == 0, log.read_text()
     assert len(history) < before < len(transactions), "the kill did not land mid-stream"
     assert re.search(r"restored snapshot \d+ \(\d+ events processed, delta of full snapshot \d+\)", log.read_text())
