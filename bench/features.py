@@ -35,6 +35,7 @@ import numpy as np
 import orjson
 from confluent_kafka.admin import AdminClient
 
+from bench._common import pin_to_one_core
 from core.db import make_engine, temporary_database
 from core.detection import decode_feature_vectors
 from core.kafka import DeliveringProducer, StopFlag, client_config, ensure_topics
@@ -235,7 +236,7 @@ def main() -> None:
     parser.add_argument("--vector-form", choices=VECTOR_FORMS, default="compact")
     parser.add_argument("--profile", metavar="FILE", help="cProfile the stage run into FILE (slows it down).")
     args = parser.parse_args()
-    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core, every thread of the process
+    pin_to_one_core()
 
     print(f"generating {args.transactions:,} warm-up + {args.transactions:,} measured transactions ...")
     warmup = make_transactions(args.transactions, accounts=args.accounts, merchants=args.merchants, seed=1, start=START)

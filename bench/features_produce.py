@@ -19,6 +19,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from bench._common import pin_to_one_core
 from bench.features import START, make_transactions
 from core.kafka import PRODUCER_DEFAULTS
 from core.settings import load_settings
@@ -30,7 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=50_000)
     args = parser.parse_args()
-    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    pin_to_one_core()
     settings = load_settings()
     topic = f"bench-produce-{uuid.uuid4().hex[:6]}"
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})

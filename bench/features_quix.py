@@ -30,6 +30,8 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 from quixstreams import Application, State  # type: ignore[import-not-found,unused-ignore]
 
+from bench._common import pin_to_one_core
+
 BOOTSTRAP = os.environ.get("VIGIL_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 WINDOWS = (("1h", 3_600), ("24h", 86_400), ("7d", 604_800), ("30d", 2_592_000))
 
@@ -105,7 +107,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--transactions", type=int, default=200_000)
     args = parser.parse_args()
-    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    pin_to_one_core()
     source = f"bench-quix-{uuid.uuid4().hex[:8]}.tx.valid"
     admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
     for future in admin.create_topics([NewTopic(source, num_partitions=3, replication_factor=1)]).values():

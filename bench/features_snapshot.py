@@ -21,6 +21,7 @@ from typing import TypeVar
 import numpy as np
 import pyarrow as pa
 
+from bench._common import pin_to_one_core
 from bench.features import START, compute_only, make_transactions
 from features.engine import FeatureEngine, StateCopy
 
@@ -49,7 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--transactions", type=int, default=600_000)
     args = parser.parse_args()
-    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    pin_to_one_core()
     engine = FeatureEngine()
     for seed, day in ((1, 0), (2, 2)):
         stream = make_transactions(
