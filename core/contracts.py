@@ -7,8 +7,10 @@ versions they do not understand instead of guessing.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import uuid
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -303,9 +305,42 @@ class Reason(BaseModel):
 _ANOMALY_NAMESPACE: Final = uuid.UUID("6f1d3c2e-6a43-4f5b-9a55-1c0b7a0de1a1")
 
 
+def _anomaly_key(transaction_id: str, detector_name: str, detector_version: str) -> str:
+    return f"{transaction_id}\x1f{detector_name}\x1f{detector_version}"
+
+
 def anomaly_id_for(*, transaction_id: str, detector_name: str, detector_version: str) -> uuid.UUID:
     """Deterministic id of an anomaly, so replays and retries produce the same row."""
-    return uuid.uuid5(_ANOMALY_NAMESPACE, f"{transaction_id}\x1f{detector_name}\x1f{detector_version}")
+    return uuid.uuid5(_ANOMALY_NAMESPACE, _anomaly_key(transaction_id, detector_name, detector_version))
+
+
+def anomaly_ids(transaction_ids: Sequence[str], *, detector_name: str, detector_version: str) -> list[uuid.UUID]:
+    """`anomaly_id_for` of many transactions of one detector, in bulk."""
+    suffix = _anomaly_key("", detector_name, detector_version).encode()
+    return uuid5_many(_ANOMALY_NAMESPACE, [t.encode() + suffix for t in transaction_ids])
+
+
+def uuid5_many(namespace: uuid.UUID, names: Iterable[bytes]) -> list[uuid.UUID]:
+    """`uuid.uuid5(namespace, name)` of many names, ~3x faster than calling it for each.
+
+    uuid5 = SHA-1 of namespace + name with the version and variant bits set; the UUID is
+    built the way the uuid module builds its own (slots set directly), skipping the
+    argument checks of `UUID.__init__` that cost most of the ~2 us per id.
+    """
+    prefix = namespace.bytes
+    new, set_slot, unknown, sha1 = object.__new__, object.__setattr__, uuid.SafeUUID.unknown, hashlib.sha1
+    ids = []
+    for name in names:
+        value = (int.from_bytes(sha1(prefix + name, usedforsecurity=False).digest()[:16]) & _UUID5_CLEAR) | _UUID5_SET
+        built = new(uuid.UUID)
+        set_slot(built, "int", value)
+        set_slot(built, "is_safe", unknown)
+        ids.append(built)
+    return ids
+
+
+_UUID5_CLEAR: Final = ~((0xC000 << 48) | (0xF000 << 64))  # RFC 4122 variant and version bits
+_UUID5_SET: Final = (0x8000 << 48) | (5 << 76)
 
 
 class Anomaly(BaseModel):

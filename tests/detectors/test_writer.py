@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from core import metrics
-from core.contracts import Anomaly, DetectorFamily, Reason, anomaly_id_for
+from core.contracts import Anomaly, DetectorFamily, Reason, anomaly_id_for, anomaly_ids
 from core.detection import (
     AnomalyRecords,
     AnomalyRow,
@@ -21,7 +21,6 @@ from core.detection import (
     FeatureBatch,
     Scores,
     Thresholds,
-    anomaly_ids,
     anomaly_message,
     anomaly_records,
     detect_batch,
