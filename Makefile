@@ -11,6 +11,11 @@ VIGIL        := $(VENV)/bin/vigil
 PY           := $(VENV)/bin/python
 PYTEST_ARGS  ?=
 
+# Some machines set PYTHONDONTWRITEBYTECODE=1: every Python process (each service a test starts, the
+# MLflow server) then recompiles numba, scipy, mlflow and friends from source, ~6 s per start. An
+# empty value switches it off for everything make runs.
+export PYTHONDONTWRITEBYTECODE :=
+
 .PHONY: help install stack down demo test lint unit integration format docs clean
 
 help: ## Show the targets
@@ -51,7 +56,7 @@ unit: install ## Fast tests that need no stack
 	$(VENV)/bin/pytest -m "not integration" $(PYTEST_ARGS)
 
 test: stack lint ## Install, start the stack, run lint, type checks and every test
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest --durations=25 $(PYTEST_ARGS)
 
 docs: install ## Regenerate generated documentation (README configuration table)
 	$(PY) scripts/update_readme_config.py
