@@ -18,7 +18,9 @@ from sqlalchemy import Engine, select
 from starlette.testclient import TestClient
 
 from api import ApiPorts, create_app, create_principal
-from api.auth.keys import rsa_public_jwk
+from api.auth.errors import InvalidTokenError
+from api.auth.keys import VigilKeys, rsa_public_jwk
+from api.auth.tokens import TokenVerifier
 from api.permissions import Role
 from core.schema import audit_log, principals
 from core.settings import Settings
@@ -110,6 +112,24 @@ def test_expired_token_is_rejected_beyond_the_leeway(
     # Within the bounded skew a just-expired token still passes (clocks differ by seconds).
     skewed = _claims(api_settings, subject, iat=now - 3600, exp=now - leeway // 2)
     assert _status(client, _sign(signing_key, skewed)) == 200
+
+
+def test_a_verified_token_is_remembered_only_until_it_expires(
+    api_settings: Settings, signing_key: KeyPair, subject: str
+) -> None:
+    # No leeway, so the only thing that can keep this token alive past `exp` is the verdict cache.
+    strict = api_settings.model_copy(update={"jwt_leeway_seconds": 0})
+    verifier = TokenVerifier(strict, VigilKeys(strict))
+    now = int(time.time())
+    token = _sign(signing_key, _claims(strict, subject, iat=now - 10, exp=now + 2))
+    first = verifier.verify(token)
+    assert verifier.verify(token) is first  # the second request is answered from the cache
+    time.sleep(max(0.0, now + 3.05 - time.time()))  # python-jose compares whole seconds
+    with pytest.raises(InvalidTokenError, match="expired"):
+        verifier.verify(token)
+    # A different string (one changed signature character) is verified from scratch, not matched.
+    with pytest.raises(InvalidTokenError):
+        verifier.verify(token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1])
 
 
 def test_wrong_audience_or_issuer_is_rejected(
