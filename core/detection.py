@@ -13,6 +13,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -256,15 +257,16 @@ class Detections:
         return built
 
     def records(self) -> AnomalyRecords:
-        """COPY-ready rows (column order of `anomalies`) and one snapshot per flagged transaction.
+        """COPY-ready rows (column order of `anomalies`) and one snapshot per flagged transaction."""
+        return AnomalyRecords(rows=self.rows(), snapshots=self.snapshots())
 
-        Built column by column with as little per-row Python as possible: ids in bulk, the
-        entity chooser looked up once per detector, JSON encoded once per reason list and
-        once per transaction (the snapshot).
+    def rows(self) -> list[AnomalyRow]:
+        """COPY-ready rows, built column by column with as little per-row Python as possible.
+
+        Ids in bulk, the entity chooser looked up once per detector, JSON encoded once per reason list.
         """
         transactions = self.batch.transactions
         rows: list[AnomalyRow] = []
-        snapshots: dict[int, SnapshotRow] = {}
         for flagged in self.flagged:
             detector = flagged.detector
             txs = [transactions[index] for index in flagged.rows]
@@ -292,17 +294,21 @@ class Detections:
                 repeat(AnomalyStatus.OPEN.value, count),
             )
             rows.extend(cast("Iterable[AnomalyRow]", zip(*columns, strict=False)))
-            for index in flagged.rows:
-                if index not in snapshots:
-                    vector = self.batch.vectors[index]
-                    transaction = vector.transaction
-                    snapshots[index] = (
-                        transaction.tenant_id,
-                        transaction.transaction_id,
-                        transaction.occurred_at,
-                        orjson.dumps(vector.features),
-                    )
-        return AnomalyRecords(rows=rows, snapshots=list(snapshots.values()))
+        return rows
+
+    def snapshots(self) -> list[SnapshotRow]:
+        """The feature snapshot of each flagged transaction, once (JSON encoded once per transaction)."""
+        vectors = self.batch.vectors
+        flagged = dict.fromkeys(index for f in self.flagged for index in f.rows)
+        return [
+            (
+                vectors[index].transaction.tenant_id,
+                vectors[index].transaction.transaction_id,
+                vectors[index].transaction.occurred_at,
+                orjson.dumps(vectors[index].features),
+            )
+            for index in flagged
+        ]
 
 
 def detect_batch(
@@ -378,14 +384,21 @@ if tuple(column.name for column in schema.anomalies.columns) != _COLUMNS:
     raise RuntimeError("core.schema.anomalies changed: update AnomalyRow and _COPY_TYPES")
 _ID: Final = 0  # positions in AnomalyRow (Final literals keep the tuple types precise for mypy)
 _EVENT_TIME: Final = 1
+_DETECTED_AT: Final = 2
 _TENANT: Final = 3
 _TRANSACTION: Final = 4
 _ENTITY_TYPE: Final = 5
 _ENTITY_ID: Final = 6
+_DETECTOR_FAMILY: Final = 7
+_DETECTOR_NAME: Final = 8
+_DETECTOR_VERSION: Final = 9
+_SCORE_RAW: Final = 10
 _SCORE: Final = 11
 _SEVERITY: Final = 12
 _REASONS: Final = 13
 _AMOUNT: Final = 14
+_CURRENCY: Final = 15
+_STATUS: Final = 16
 _EMPTY_SNAPSHOT: Final = b"{}"
 
 
@@ -452,13 +465,88 @@ def anomaly_records(anomalies: Sequence[Anomaly]) -> AnomalyRecords:
 
 def anomaly_message(row: AnomalyRow, features: bytes = _EMPTY_SNAPSHOT) -> bytes:
     """The `anomalies` topic payload of a row and its transaction's snapshot: the `Anomaly` contract's JSON."""
-    message: dict[str, Any] = dict(zip(_COLUMNS, row, strict=True))
-    message["schema_version"] = SCHEMA_VERSION
-    message["reasons"] = orjson.Fragment(row[_REASONS])
-    message["features"] = orjson.Fragment(features)
+    return anomaly_messages([row], [(row[_TENANT], row[_TRANSACTION], row[_EVENT_TIME], features)])[0]
+
+
+# What varies per anomaly; the transaction's and the detector's shared parts are pre-encoded (%b).
+_MESSAGE: Final = (
+    b'{"anomaly_id":%b,"entity_type":%b,"entity_id":%b,"score_raw":%b,"score":%b,"severity":%b,"reasons":%b,%b,%b}'
+)
+
+
+def anomaly_messages(rows: Sequence[AnomalyRow], snapshots: Sequence[SnapshotRow] = ()) -> list[bytes]:
+    """`anomaly_message` for many rows, built column by column (~10x cheaper than a dict per row).
+
+    A transaction's fields (tenant, ids, time, amount, snapshot) are encoded once for all its
+    anomalies and a detector's (family, name, version, detection time, status) once per batch;
+    ids, scores and times go through one orjson call per column (their JSON has no comma to split on).
+    """
+    if not rows:
+        return []
+    features = {(s[1], s[2]): s[3] for s in snapshots}
+    columns = list(zip(*rows, strict=True))
+    ids = _split_json(columns[_ID])
+    raw_scores = _split_json(columns[_SCORE_RAW])
+    scores = _split_json(columns[_SCORE])
+    entity_ids = list(map(orjson.dumps, columns[_ENTITY_ID]))
+    small = {value: orjson.dumps(value) for value in {*columns[_ENTITY_TYPE], *columns[_SEVERITY]}}
+    per_transaction: dict[tuple[str, datetime], bytes] = {}
+    per_detector: dict[tuple[Any, ...], bytes] = {}
+    messages = []
+    for row, anomaly_id, entity_id, raw, score in zip(rows, ids, entity_ids, raw_scores, scores, strict=True):
+        key = (row[_TRANSACTION], row[_EVENT_TIME])
+        shared = per_transaction.get(key)
+        if shared is None:
+            shared = per_transaction[key] = _transaction_part(row, features.get(key, _EMPTY_SNAPSHOT))
+        detector = (row[_DETECTED_AT], row[_DETECTOR_FAMILY], row[_DETECTOR_NAME], row[_DETECTOR_VERSION], row[_STATUS])
+        constant = per_detector.get(detector)
+        if constant is None:
+            constant = per_detector[detector] = _detector_part(row)
+        messages.append(
+            _MESSAGE
+            % (
+                anomaly_id,
+                small[row[_ENTITY_TYPE]],
+                entity_id,
+                raw,
+                score,
+                small[row[_SEVERITY]],
+                row[_REASONS],
+                shared,
+                constant,
+            )
+        )
+    return messages
+
+
+def _split_json(values: Sequence[Any]) -> list[bytes]:
+    """Each value's JSON, from one orjson call: only for values whose JSON holds no comma."""
+    return orjson.dumps(values)[1:-1].split(b",")
+
+
+def _transaction_part(row: AnomalyRow, features: bytes) -> bytes:
     amount = row[_AMOUNT]
-    message["amount"] = None if amount is None else str(amount)
-    return orjson.dumps(message)
+    part = {
+        "tenant_id": row[_TENANT],
+        "transaction_id": row[_TRANSACTION],
+        "event_time": row[_EVENT_TIME],
+        "amount": None if amount is None else str(amount),
+        "currency": row[_CURRENCY],
+        "features": orjson.Fragment(features),
+    }
+    return orjson.dumps(part)[1:-1]
+
+
+def _detector_part(row: AnomalyRow) -> bytes:
+    part = {
+        "schema_version": SCHEMA_VERSION,
+        "detected_at": row[_DETECTED_AT],
+        "detector_family": row[_DETECTOR_FAMILY],
+        "detector_name": row[_DETECTOR_NAME],
+        "detector_version": row[_DETECTOR_VERSION],
+        "status": row[_STATUS],
+    }
+    return orjson.dumps(part)[1:-1]
 
 
 class _EncodedJsonbDumper(Dumper):
@@ -489,21 +577,64 @@ class AnomalyWriter:
         self._topic = settings.topic(ANOMALIES)
         self._service = service
         self._set_compression: str | None = None  # decided on the first write
+        # One database thread: the batch's statements run there while this thread builds its rows
+        # and messages (psycopg releases the GIL while it waits for PostgreSQL).
+        self._database = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{service}-anomaly-writer")
 
     def write(self, anomalies: Sequence[Anomaly], *, publish: bool = True) -> int:
         """Insert, update cases, publish; returns the number of rows newly inserted."""
         return self.write_records(anomaly_records(anomalies), publish=publish)
 
     def write_detections(self, detections: Detections, *, publish: bool = True) -> int:
-        """`write` for a detector's batch, straight from its columns (the streaming hot path)."""
-        return self.write_records(detections.records(), publish=publish)
+        """`write` for a detector's batch, straight from its columns (the streaming hot path).
+
+        The snapshots are stored while the rows are still being built.
+        """
+        if not len(detections):
+            return 0
+        return self._write(detections.snapshots(), detections.rows, publish=publish)
 
     def write_records(self, records: AnomalyRecords, *, publish: bool = True) -> int:
         """`write` for COPY-ready rows and snapshots; returns the number of rows newly inserted."""
         if not records.rows:
             return 0
-        # One row per id: a transaction delivered twice in one batch must not conflict with itself.
-        unique = list({row[_ID]: row for row in records.rows}.values())
+        return self._write(records.snapshots, lambda: records.rows, publish=publish)
+
+    def close(self) -> None:
+        self._database.shutdown()
+
+    def _write(
+        self, snapshots: Sequence[SnapshotRow], build_rows: Callable[[], Sequence[AnomalyRow]], *, publish: bool
+    ) -> int:
+        """Store (database thread) while building rows and messages (this thread); then publish.
+
+        Effects keep their order: the rows are committed before anything is published, and
+        everything is acknowledged before this returns (and the caller commits offsets).
+        """
+        rows: Future[list[AnomalyRow]] = Future()
+        stored = self._database.submit(self._store, snapshots, rows)
+        try:
+            # One row per id: a transaction delivered twice in one batch must not conflict with itself.
+            unique = list({row[_ID]: row for row in build_rows()}.values())
+            rows.set_result(unique)
+            if publish:
+                messages = anomaly_messages(unique, snapshots)
+                keys = [f"{row[_TENANT]}/{row[_ENTITY_TYPE]}/{row[_ENTITY_ID]}" for row in unique]
+        except BaseException as exc:
+            if not rows.done():
+                rows.set_exception(exc)  # the database thread rolls back
+            wait([stored])
+            raise
+        new = stored.result()
+        metrics.ANOMALIES_WRITTEN.labels(self._service).inc(new)
+        if publish:
+            for message, key in zip(messages, keys, strict=True):
+                self._producer.produce(self._topic, message, key=key)
+            self._producer.flush_or_raise()
+        return new
+
+    def _store(self, snapshots: Sequence[SnapshotRow], rows: Future[list[AnomalyRow]]) -> int:
+        """One database transaction: snapshots, then the rows once built, then cases; returns rows inserted."""
         with self._engine.begin() as connection:
             raw = connection.connection.driver_connection
             assert isinstance(raw, psycopg.Connection)
@@ -513,20 +644,10 @@ class AnomalyWriter:
                     self._set_compression = _compression_setting(cursor)
                 if self._set_compression:
                     cursor.execute(self._set_compression)
-                _store_snapshots(cursor, records.snapshots)
-                new = _insert(cursor, unique)
+                _store_snapshots(cursor, snapshots)
+                new = _insert(cursor, rows.result())
                 if new:
                     _upsert_cases(cursor, new)
-        metrics.ANOMALIES_WRITTEN.labels(self._service).inc(len(new))
-        if publish:
-            features = {(s[1], s[2]): s[3] for s in records.snapshots}
-            for row in unique:
-                self._producer.produce(
-                    self._topic,
-                    anomaly_message(row, features.get((row[_TRANSACTION], row[_EVENT_TIME]), _EMPTY_SNAPSHOT)),
-                    key=f"{row[_TENANT]}/{row[_ENTITY_TYPE]}/{row[_ENTITY_ID]}",
-                )
-            self._producer.flush_or_raise()
         return len(new)
 
 
@@ -705,6 +826,7 @@ class DetectionHandler:
 
     def close(self) -> None:
         self._producer.flush_or_raise()
+        self.writer.close()
 
 
 def decode_feature_vectors(messages: Sequence[Message]) -> tuple[list[FeatureVector], list[DeadLetter]]:

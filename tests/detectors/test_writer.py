@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import numpy as np
@@ -22,6 +23,7 @@ from core.detection import (
     Scores,
     Thresholds,
     anomaly_message,
+    anomaly_messages,
     anomaly_records,
     detect_batch,
     prefixed_group,
@@ -58,6 +60,10 @@ def test_rows_and_messages_match_the_validated_models() -> None:
     features = {s[1]: s[3] for s in records.snapshots}
     for model, row in zip(models, records.rows, strict=True):
         assert Anomaly.model_validate_json(anomaly_message(row, features[row[4]])) == model
+    # The batch path encodes shared parts once per transaction and per detector: same messages.
+    batch = anomaly_messages(records.rows, records.snapshots)
+    assert [Anomaly.model_validate_json(m) for m in batch] == models
+    assert [orjson.loads(m) for m in batch] == [orjson.loads(anomaly_message(r, features[r[4]])) for r in records.rows]
 
 
 def test_bulk_ids_are_the_contract_ids() -> None:
@@ -130,6 +136,30 @@ def test_replays_and_overlaps_insert_only_new_rows_and_count_cases_once(topics: 
     published = [Anomaly.model_validate_json(m.value() or b"") for m in read_all(topics, topics.topic(ANOMALIES))]
     assert {a.anomaly_id for a in published} == {row[0] for row in rows}, "replays publish again; consumers dedup"
     assert all(a.features == stored[a.transaction_id] for a in published), "messages keep the snapshot"
+
+
+class _FailingRows(list[AnomalyRow]):
+    """Rows whose building fails half-way (iterating them raises)."""
+
+    def __iter__(self) -> Iterator[AnomalyRow]:
+        raise DetectionError("rows could not be built")
+
+
+@pytest.mark.integration
+def test_a_failure_while_building_rows_rolls_the_batch_back(topics: Settings, db: Engine) -> None:
+    writer = AnomalyWriter(
+        engine=db, producer=DeliveringProducer(topics, service="test"), settings=topics, service="test"
+    )
+    records = _detections().records()
+    # The database thread has stored the snapshots by then: the whole transaction must roll back.
+    failing = AnomalyRecords(rows=_FailingRows(records.rows), snapshots=records.snapshots)
+    with pytest.raises(DetectionError, match="could not be built"):
+        writer.write_records(failing)
+    with db.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM anomaly_features")).scalar_one() == 0
+        assert connection.execute(text("SELECT count(*) FROM anomalies")).scalar_one() == 0
+    assert writer.write_records(records) == len(records.rows), "the writer keeps working after a failure"
+    writer.close()
 
 
 class _Broken:
