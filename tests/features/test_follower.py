@@ -94,8 +94,8 @@ def _offline_row(transactions: list[Transaction]) -> np.ndarray:
     batch = Batch.empty()
     for tx in sorted(transactions, key=lambda t: (t.occurred_at, t.transaction_id)):
         batch.append_transaction(tx)
-    rows: np.ndarray = FeatureEngine().compute(batch)
-    return rows[-1]
+    row: np.ndarray = FeatureEngine().compute(batch)[-1]
+    return row
 
 
 def test_peek_equals_what_the_stage_emits_when_the_transaction_arrives_and_changes_nothing(
