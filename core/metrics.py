@@ -41,6 +41,8 @@ MetricName = Literal[
     "vigil_ml_model_version",
     "vigil_ml_rows_scored_total",
     "vigil_dlq_depth",
+    "vigil_score_features_total",
+    "vigil_score_follower_lag",
 ]
 
 _LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -191,3 +193,13 @@ def serve_ops(*, health: Health, port: int, host: str = "0.0.0.0") -> ThreadingH
     server = ThreadingHTTPServer((host, port), Handler)
     threading.Thread(target=server.serve_forever, name="ops-http", daemon=True).start()
     return server
+
+
+# POST /v1/score (vigil.scoring): where each request's features came from, and how far the API's
+# copy of the stream's feature state is behind tx.valid.
+SCORE_FEATURES: Final = Counter(
+    "vigil_score_features", "Synchronous scores by feature source (follower = stream state, replay).", ["path"]
+)
+SCORE_FOLLOWER_LAG: Final = Gauge(
+    "vigil_score_follower_lag", "Messages of tx.valid the API's feature follower has not read yet (-1: not started)."
+)

@@ -168,6 +168,14 @@ class Settings(BaseSettings):
         le=100_000,
         description="POST /v1/score: newest stored transactions read per entity (account, card, merchant, ...).",
     )
+    score_state: Literal["follow", "replay"] = Field(
+        "follow",
+        description=(
+            "POST /v1/score features: `follow` keeps the stream's feature state in the API (restored from the "
+            "newest features snapshot, then tx.valid) and replays stored history only until it has caught up; "
+            "`replay` always replays stored history."
+        ),
+    )
     refresh_ttl_seconds: int = Field(
         8 * 3_600, ge=300, le=90 * 86_400, description="Lifetime of a dashboard refresh-token family (seconds)."
     )

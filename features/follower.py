@@ -31,6 +31,7 @@ import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 from sqlalchemy import Engine
 
+from core import metrics
 from core.contracts import Transaction
 from core.kafka import make_consumer
 from core.settings import Settings
@@ -360,6 +361,7 @@ class FeatureFollower:
                 self._high[partition] = high
             self._high_refreshed = now
             self._lag = sum(max(0, self._high.get(p, 0) - self._position(p)) for p in self._partitions)
+            metrics.SCORE_FOLLOWER_LAG.set(self._lag)
         return [
             partition
             for partition in self._partitions

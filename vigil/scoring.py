@@ -2,11 +2,16 @@
 
 One transaction is scored now, without waiting for the stream (docs/adr/0010):
 
-1. history: the tenant's recent transactions of the same account, card, merchant, device
+1. features, from the stream's own state (`score_state=follow`, the default): a
+   `features.FeatureFollower` keeps a copy of the features stage's state in this process
+   (newest snapshot, then every partition of tx.valid) and `peek`s the transaction's row
+   without changing it. Until the follower has caught up (start-up), or with
+   `score_state=replay`, the replay path answers instead:
+2. replay: the tenant's recent transactions of the same account, card, merchant, device
    and IP are read from the `transactions` table (one indexed query per entity, newest
-   first, at most `score_history_rows` each, no older than the longest feature window);
-2. features: that history and then the transaction go through the stream's own
-   `FeatureEngine` (same kernels, same order by event time and id);
+   first, at most `score_history_rows` each, no older than the longest feature window)
+   and go, then the transaction, through the stream's own `FeatureEngine` (same kernels,
+   same order by event time and id);
 3. detectors: the statistical detectors, the tenant's enabled rules (hot-reloaded like
    `detect-rules`) and the ML champions (followed in the background like `detect-ml`)
    judge the one feature vector.
@@ -27,6 +32,7 @@ from __future__ import annotations
 import logging
 import math
 import queue
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -38,6 +44,7 @@ import numpy as np
 from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from core import metrics
 from core.contracts import FeatureVector, Transaction
 from core.detection import Detector, FeatureBatch, Thresholds
 from core.errors import VigilError
@@ -47,12 +54,18 @@ if TYPE_CHECKING:
     from api.ports import DetectorVerdict, ScoreOutcome
     from detectors.ml import ServedModels
     from features.engine import Batch, FeatureEngine
+    from features.follower import FeatureFollower
     from rules import RuleDetector, RuleEngine, RuleSet
 
 log = logging.getLogger(__name__)
 
 # The stream's detection services decide with the default bands (warning 50, critical 80).
 STREAM_THRESHOLDS: Final = Thresholds()
+FOLLOWER_DEGRADED: Final = "feature-follower"  # listed in `degraded_detectors` while scoring replays history
+# A request thread hands its vector to the detector thread and waits for the answer; with CPython's
+# default 5 ms switch interval, a thread that wants the GIL back can wait that long behind another
+# runnable thread (the follower, other requests): visible as p99 under load. 1 ms bounds that wait.
+_SWITCH_INTERVAL: Final = 0.001
 # Initial slots per entity kind: a scored transaction touches five entities plus their partners;
 # the engine grows on demand. The default engine reserves 1024 slots per kind (~11 ms to allocate).
 _ENGINE_CAPACITY: Final = 16
@@ -177,11 +190,18 @@ class HistoryReader:
         return History(ids, batch)
 
 
-def feature_vector(transaction: Transaction, history: History) -> FeatureVector:
-    """The transaction's features after `history`, computed by the stream's engine."""
+def vector_of(transaction: Transaction, row: np.ndarray) -> FeatureVector:
+    """A feature row as the stream's `FeatureVector` (NaN = undefined)."""
     from features.codec import features_dict
     from features.registry import FEATURE_SET_VERSION
 
+    return FeatureVector.model_construct(
+        transaction=transaction, features=features_dict(row), feature_set_version=FEATURE_SET_VERSION, late=False
+    )
+
+
+def feature_vector(transaction: Transaction, history: History) -> FeatureVector:
+    """The transaction's features after `history`, computed by the stream's engine."""
     batch = history.batch  # read for this one call: the transaction is appended in place
     batch.append_transaction(transaction)
     sizes = {
@@ -192,9 +212,7 @@ def feature_vector(transaction: Transaction, history: History) -> FeatureVector:
         "ip": len(set(batch.ips)),
     }
     rows = small_engine(sizes=sizes).compute(batch)
-    return FeatureVector.model_construct(
-        transaction=transaction, features=features_dict(rows[-1]), feature_set_version=FEATURE_SET_VERSION, late=False
-    )
+    return vector_of(transaction, rows[-1])
 
 
 def judge(detector: Detector, batch: FeatureBatch, thresholds: Thresholds = STREAM_THRESHOLDS) -> list[DetectorVerdict]:
@@ -288,7 +306,7 @@ class DetectorStage:
 
 
 class SyncScorer:
-    """`api.ports.Scorer`: features from stored history, then every detector family on one vector."""
+    """`api.ports.Scorer`: features from the stream's state (or stored history), then every detector family."""
 
     def __init__(
         self,
@@ -297,9 +315,12 @@ class SyncScorer:
         statistical: Callable[[], Sequence[Detector]],
         rules: RuleEngine | None,
         models: ServedModels | None,
+        follower: FeatureFollower | None = None,
         on_close: Callable[[], None] | None = None,
     ) -> None:
         self._history = history
+        self._follower = follower
+        self.paths = {"follower": 0, "replay": 0}  # requests answered by each feature path
         self._statistical = statistical
         self._rules = rules
         self._models = models
@@ -330,6 +351,9 @@ class SyncScorer:
             lon=0.0,
         )
         small_engine().compute(warmup)  # numba loads (or compiles) the kernels on first use
+        sys.setswitchinterval(_SWITCH_INTERVAL)
+        if self._follower is not None:
+            self._follower.start()  # restores and catches up in the background; replay answers meanwhile
         if self._models is not None and not self._started.is_set():
             from detectors.ml.trees import warm_up
 
@@ -345,7 +369,13 @@ class SyncScorer:
     def score(self, transaction: Transaction) -> ScoreOutcome:
         from api.ports import ScoreOutcome
 
-        vector = feature_vector(transaction, self._history.read(transaction))
+        follower = self._follower
+        if follower is not None and follower.ready:
+            vector, path = vector_of(transaction, follower.peek(transaction)), "follower"
+        else:
+            vector, path = feature_vector(transaction, self._history.read(transaction)), "replay"
+        self.paths[path] += 1
+        metrics.SCORE_FEATURES.labels(path).inc()
         verdicts, degraded = self._stage.submit(vector)
         scored = [v.score for v in verdicts if v.score is not None]
         # The stream's decision for a transaction is its highest anomaly score; the same here.
@@ -425,12 +455,23 @@ class SyncScorer:
                     degraded.append(watcher.name)
 
     def degraded_detectors(self) -> list[str]:
-        """Models this scorer cannot judge with right now (for `GET /v1/system/status`)."""
-        if self._models is None:
-            return []
-        return [watcher.name for watcher in self._models.watchers if watcher.degraded]
+        """Models this scorer cannot judge with right now, and the follower while history is replayed instead.
+
+        For `GET /v1/system/status`: the replay path's features deviate from the stream's (docs/api.md).
+        """
+        degraded = [] if self._models is None else [w.name for w in self._models.watchers if w.degraded]
+        follower = self._follower
+        if follower is not None and not follower.ready:
+            degraded.append(FOLLOWER_DEGRADED)
+        return degraded
+
+    def feature_path(self) -> str:
+        """Which path answers now: "follower" (the stream's state) or "replay" (stored history)."""
+        return "follower" if self._follower is not None and self._follower.ready else "replay"
 
     def close(self) -> None:
+        if self._follower is not None:
+            self._follower.close()
         self._stage.close()
         if self._models is not None and self._started.is_set():
             self._models.stop()
@@ -469,10 +510,25 @@ def build_scorer(settings: Settings, *, with_models: bool = True) -> SyncScorer:
 
         fail_fast_http()
         models = served_models(settings=settings, source=ModelRegistry(settings.mlflow_tracking_uri))
+    follower = None
+    closers = [engine.dispose]
+    if settings.score_state == "follow":
+        from features.follower import FeatureFollower
+
+        # Its own connection, without the API's statement timeout: a large snapshot takes a while to read.
+        snapshots = make_engine(settings, pool_size=1)
+        follower = FeatureFollower(settings=settings, database=snapshots)
+        closers.append(snapshots.dispose)
+
+    def close() -> None:
+        for dispose in closers:
+            dispose()
+
     return SyncScorer(
         history=HistoryReader(engine=engine, rows_per_entity=settings.score_history_rows),
         statistical=statistical,
         rules=RuleEngine(engine=engine, catalogue=registry_catalogue()),
         models=models,
-        on_close=engine.dispose,
+        follower=follower,
+        on_close=close,
     )

@@ -22,7 +22,7 @@ from features.engine import Batch, FeatureEngine
 from rules import create_rule
 from tests.api.conftest import BASE_TIME, TENANT_A, TENANT_B, TokenFactory, bearer, transaction_row
 from vigil.commands.rules import registry_catalogue
-from vigil.scoring import HistoryReader, SyncScorer, build_scorer, small_engine
+from vigil.scoring import FOLLOWER_DEGRADED, HistoryReader, SyncScorer, build_scorer, small_engine
 
 pytestmark = pytest.mark.integration
 
@@ -79,7 +79,8 @@ def _usual(n: int = 30, seed: int = 1) -> list[float]:
 @pytest.fixture
 def scorer(api_settings: Settings, db: Engine) -> Iterator[SyncScorer]:
     del db  # the session database must be migrated and clean first
-    built = build_scorer(api_settings, with_models=False)
+    # History replay only: these tests are about what stored history gives (the follower has its own).
+    built = build_scorer(api_settings.model_copy(update={"score_state": "replay"}), with_models=False)
     built.warm()
     yield built
     built.close()
@@ -466,3 +467,60 @@ def test_a_pooled_connection_the_database_dropped_is_replaced_without_failing_th
     assert ended and ended >= 1  # the scorer's pooled connection was among them
     answer = scoring_client.post("/v1/score", json=_body(TENANT_A, "43.00"), headers=bearer(token))
     assert answer.status_code == 200, answer.text
+
+
+def test_the_scorer_replays_history_until_the_follower_has_caught_up_then_peeks_the_streams_state(
+    api_settings: Settings, db: Engine, token_for: TokenFactory
+) -> None:
+    import time
+
+    from core.kafka import DeliveringProducer, ensure_topics
+    from core.topics import STREAM_TOPICS, TX_VALID
+    from vigil.scoring import feature_vector, vector_of
+
+    scorer = build_scorer(api_settings, with_models=False)  # score_state=follow is the default
+    app = create_app(api_settings, ports=ApiPorts(scorer=scorer), engine=db)
+    token = bearer(token_for("ingest", kind="client"))
+    _history(db, TENANT_A, amounts=_usual(seed=4), ip="10.0.0.1")
+    try:
+        with TestClient(app) as client:
+            # No tx.valid yet: the follower waits for it and the stored history answers.
+            early = client.post("/v1/score", json=_body(TENANT_A, "44.00"), headers=token)
+            assert early.status_code == 200, early.text
+            assert scorer.paths == {"follower": 0, "replay": 1}
+            assert scorer.feature_path() == "replay" and FOLLOWER_DEGRADED in scorer.degraded_detectors()
+
+            # The same history on the stream: the follower reads it and takes over.
+            ensure_topics(api_settings, STREAM_TOPICS)
+            producer = DeliveringProducer(api_settings, service="test")
+            with db.connect() as connection:
+                stored = connection.execute(transactions.select().order_by(transactions.c.occurred_at)).mappings().all()
+            for row in stored:
+                fields = {k: v for k, v in row.items() if k in Transaction.model_fields}
+                transaction = Transaction.model_validate({**fields, "amount": row["amount"].normalize()})
+                producer.produce(
+                    api_settings.topic(TX_VALID), transaction.model_dump_json().encode(), key=transaction.account_id
+                )
+            producer.flush_or_raise()
+            follower = scorer._follower
+            assert follower is not None
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                status = follower.status()
+                if status.ready and status.applied + status.unapplied == len(stored):
+                    break
+                time.sleep(0.05)
+            assert follower.ready, follower.status()
+            body = _body(TENANT_A, "4999.00")
+            late = client.post("/v1/score", json=body, headers=token)
+            assert late.status_code == 200, late.text
+            assert scorer.paths == {"follower": 1, "replay": 1}
+            assert scorer.feature_path() == "follower" and FOLLOWER_DEGRADED not in scorer.degraded_detectors()
+            assert late.json()["decision"] == "decline"
+            assert "30 past payments" in late.json()["reasons"][0]["text"]
+            # Within 30 days and 500 rows per entity, of one tenant, both paths compute the same features.
+            transaction = Transaction.model_validate(body)
+            replayed = feature_vector(transaction, scorer._history.read(transaction))
+            assert vector_of(transaction, follower.peek(transaction)).features == replayed.features
+    finally:
+        scorer.close()
