@@ -18,8 +18,9 @@ One transaction is scored now, without waiting for the stream (docs/adr/0010):
 
 Nothing is written. Detectors that cannot judge normally (no model loaded, registry
 down, rules unreadable) are listed in `degraded`; the request still answers.
-History and features are per request (on the API's worker threads); the detectors run
-on one `DetectorStage` thread that judges the vectors of concurrent requests together:
+Features are per request (on the API's worker threads); the detectors run in a
+`DetectorStage` that judges the vectors of concurrent requests together (on the thread of
+whichever request holds it, no hand-off):
 at one row, a detector's cost is almost all per-call overhead (numpy dispatch, verdict
 objects; ~1.3 ms for every family together), which a batch of queued requests shares.
 The detector objects live as long as the scorer (their per-batch memo is keyed by the
@@ -35,7 +36,6 @@ import queue
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
@@ -244,65 +244,74 @@ def judge(detector: Detector, batch: FeatureBatch, thresholds: Thresholds = STRE
 Judged = tuple[list["DetectorVerdict"], list[str]]  # one request's verdicts and degraded detectors
 
 
+class _Pending:
+    """One request's vector and, once judged, its answer (or the batch's failure)."""
+
+    __slots__ = ("done", "error", "result", "vector")
+
+    def __init__(self, vector: FeatureVector) -> None:
+        self.vector = vector
+        self.result: Judged | None = None
+        self.error: BaseException | None = None
+        self.done = False
+
+
 class DetectorStage:
     """Judges the feature vectors of concurrent requests together: one vectorised call per detector.
 
     A detector call costs about the same for one row as for ten (per-call overhead dominates), so
-    requests that arrive while a batch is being judged wait in the queue and go together into the
-    next one. Nothing waits on purpose: an idle stage judges a lone request at once. One thread runs
-    every detector, so their per-batch memos are never shared between threads.
+    requests that arrive while a batch is being judged wait and go together into the next one.
+    No thread of its own (combining): a request queues its vector and takes the stage's lock; the
+    holder judges everything queued, its own vector included, so a lone request is judged on its
+    own thread at once, with no hand-off to another thread and back (each hand-off can wait for the
+    GIL behind other runnable threads). Requests that queued while a batch ran find their answer
+    when they get the lock, or judge the next batch. One thread at a time runs the detectors, so
+    their per-batch memos are never shared.
     """
 
     def __init__(self, judge_all: Callable[[list[FeatureVector]], list[Judged]], *, max_rows: int = 64) -> None:
         self._judge_all = judge_all
         self._max_rows = max_rows
-        self._queue: queue.SimpleQueue[tuple[FeatureVector, Future[Judged]] | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self.batches = 0
         self.rows = 0
 
     def submit(self, vector: FeatureVector) -> Judged:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="score-detectors", daemon=True)
-                self._thread.start()
-        done: Future[Judged] = Future()
-        self._queue.put((vector, done))
-        return done.result()
+        mine = _Pending(vector)
+        self._queue.put(mine)
+        while not mine.done:
+            with self._lock:
+                if not mine.done:
+                    self._judge_queued()
+        if mine.error is not None:
+            raise mine.error
+        assert mine.result is not None
+        return mine.result
 
-    def _run(self) -> None:
-        while (first := self._queue.get()) is not None:
-            pending = [first]
-            stop = False
-            while len(pending) < self._max_rows:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                pending.append(item)
+    def _judge_queued(self) -> None:
+        """Judge up to `max_rows` queued vectors (the caller's among them: it queued before locking)."""
+        pending: list[_Pending] = []
+        while len(pending) < self._max_rows:
             try:
-                results = self._judge_all([vector for vector, _ in pending])
-            except Exception as exc:  # every waiting request gets the failure, the stage keeps running
-                for _, done in pending:
-                    done.set_exception(exc)
-            else:
-                self.batches += 1
-                self.rows += len(pending)
-                for (_, done), result in zip(pending, results, strict=True):
-                    done.set_result(result)
-            if stop:
-                return
+                pending.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        if not pending:
+            return
+        try:
+            results = self._judge_all([item.vector for item in pending])
+        except Exception as exc:  # every request of the batch gets the failure; the stage keeps serving
+            for item in pending:
+                item.error, item.done = exc, True
+            return
+        self.batches += 1
+        self.rows += len(pending)
+        for item, result in zip(pending, results, strict=True):
+            item.result, item.done = result, True
 
     def close(self) -> None:
-        with self._lock:
-            if self._thread is not None:
-                self._queue.put(None)
-                self._thread.join(timeout=10)
-                self._thread = None
+        """Nothing to stop: the stage runs on its callers' threads."""
 
 
 class SyncScorer:
