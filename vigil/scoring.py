@@ -330,6 +330,7 @@ class SyncScorer:
         self._history = history
         self._follower = follower
         self.paths = {"follower": 0, "replay": 0}  # requests answered by each feature path
+        self._path_counters = {path: metrics.SCORE_FEATURES.labels(path) for path in self.paths}
         self._statistical = statistical
         self._rules = rules
         self._models = models
@@ -384,7 +385,7 @@ class SyncScorer:
         else:
             vector, path = feature_vector(transaction, self._history.read(transaction)), "replay"
         self.paths[path] += 1
-        metrics.SCORE_FEATURES.labels(path).inc()
+        self._path_counters[path].inc()
         verdicts, degraded = self._stage.submit(vector)
         scored = [v.score for v in verdicts if v.score is not None]
         # The stream's decision for a transaction is its highest anomaly score; the same here.

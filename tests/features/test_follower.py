@@ -117,22 +117,22 @@ def test_peek_equals_what_the_stage_emits_when_the_transaction_arrives_and_chang
         assert follower._engine.to_bytes() == state  # peeking changed nothing
 
         peeked: dict[str, dict[str, float | None]] = {}
+        producer = DeliveringProducer(fast, service="test")
         for count, tx in enumerate(upcoming, start=len(history) + 1):
             # Earlier upcoming transactions may still wait for the watermark: peek must count them in.
             peeked[tx.transaction_id] = _named(follower.peek(tx))
-            _produce(fast, [tx])
+            producer.produce(fast.topic(TX_VALID), tx.model_dump_json().encode(), key=tx.account_id)
+            producer.flush_or_raise()
             _read(follower, count, applied=False)
         deadline = time.monotonic() + 30
-        emitted: dict[str, FeatureVector] = {}
-        while time.monotonic() < deadline and len(emitted) < len(traffic):
-            vectors = [
-                FeatureVector.model_validate_json(m.value() or b"")
-                for m in read_all(fast, fast.topic(TX_FEATURES), timeout=5)
-            ]
-            emitted = {v.transaction.transaction_id: v for v in vectors}
-            time.sleep(0.3)
+        while stage.stage.emitted < len(traffic) and time.monotonic() < deadline:
+            time.sleep(0.05)
     finally:
-        stage.close()
+        stage.close()  # flushes what it emitted
+    vectors = [
+        FeatureVector.model_validate_json(m.value() or b"") for m in read_all(fast, fast.topic(TX_FEATURES), timeout=5)
+    ]
+    emitted = {v.transaction.transaction_id: v for v in vectors}
     assert len(emitted) == len(traffic)
     differing = [tx_id for tx_id, features in peeked.items() if emitted[tx_id].features != features]
     assert not differing, (differing, emitted[differing[0]].features, peeked[differing[0]])
