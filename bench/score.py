@@ -1,23 +1,28 @@
 """Latency of `POST /v1/score` under an open-loop load of 200 requests/s.
 
 Starts the API in its own process (uvicorn, one worker) with the ports `vigil run api`
-wires (the real synchronous scorer: history from PostgreSQL, the feature engine, the
-statistical detectors, the default rule pack and the ML champions), sends requests on a
-fixed schedule (latency counts from the scheduled send time, so a slow server cannot hide
-queueing: no coordinated omission), and prints p50/p95/p99. Target: p99 <= 20 ms at 200 req/s.
+wires (the real synchronous scorer: the feature follower or history replay, the statistical
+detectors, the default rule pack and the ML champions), sends requests on a fixed schedule
+(latency counts from the scheduled send time, so a slow server cannot hide queueing: no
+coordinated omission), and prints p50/p95/p99. Target: p99 <= 20 ms at 200 req/s.
 
-A scratch database is seeded first with `--history` transactions over the 30 days before
-the scored ones, on the same accounts, cards, merchants and IPs, so every request reads
-and replays real history (about 30 rows per account, 20 per card, 190 per merchant,
-150 per IP with the defaults). `--model NAME` serves that registered model's @champion
-(default: VIGIL_ML_MODEL_NAMES; `--no-models` serves none); a model that cannot load is
-reported as degraded.
+`--history` transactions over the 30 days before the scored ones, on the same accounts,
+cards, merchants and IPs, go both into a scratch database (the replay path reads them:
+about 30 rows per account, 20 per card, 190 per merchant, 150 per IP with the defaults)
+and onto a scratch `tx.valid` topic, which the API's feature follower reads from the
+beginning (no features snapshot); the load starts once the follower answers. `--state
+replay` measures the replay path instead (VIGIL_SCORE_STATE=replay). The path that
+answered the measured requests is printed (from the API's `vigil_score_features_total`).
+`--model NAME` serves that registered model's @champion (default: VIGIL_ML_MODEL_NAMES;
+`--no-models` serves none); a model that cannot load is reported as degraded.
 
 Besides latency it prints the API process's CPU time per request (user + system, read from
 /proc over the whole run): the load-independent cost, i.e. how many requests one core could
-serve. PostgreSQL's share for the history query is not in it.
+serve. PostgreSQL's share for the replay path's history query is not in it; the follower's
+share of following the stream is (nothing is produced to tx.valid during the run).
 
-    .venv/bin/python -m bench.score [--rate 200] [--seconds 30] [--history 150000] [--model NAME | --no-models]
+    .venv/bin/python -m bench.score [--rate 200] [--seconds 30] [--history 150000] [--state follow|replay]
+        [--model NAME | --no-models]
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -43,8 +49,11 @@ from api import Principal, Role, create_app
 from api.auth.keys import VigilKeys
 from api.auth.tokens import TokenIssuer
 from bench._common import scratch_database
+from core.contracts import Transaction
+from core.kafka import DeliveringProducer, client_config, ensure_topics
 from core.schema import principals, transactions
-from core.settings import load_settings
+from core.settings import Settings, load_settings
+from core.topics import TX_VALID, TopicSpec
 from rules import DEFAULT_PACK, load_pack, seed_pack
 from vigil.commands.api import build_ports
 from vigil.commands.rules import registry_catalogue
@@ -60,26 +69,56 @@ def app_factory() -> FastAPI:
     return create_app(settings, ports=build_ports(settings), freeze_gc=True)
 
 
-def seed_history(url: str, rows: int) -> None:
-    """`rows` past payments over the 30 days before SCORED_AT, on the entities the load uses."""
-    engine = create_engine(url)
+def seed_history(settings: Settings, rows: int) -> None:
+    """`rows` past payments over the 30 days before SCORED_AT, on the entities the load uses.
+
+    Stored (the replay path's history) and produced to tx.valid in event-time order, as ingestion
+    would have (the follower's stream).
+    """
+    engine = create_engine(settings.database_url)
+    producer = DeliveringProducer(settings, service="bench")
+    topic = settings.topic(TX_VALID)
     span = 30 * 86_400 - 3_600
+    history = []
+    for i in range(rows):
+        body = _body(i)
+        history.append(
+            {
+                **{k: v for k, v in body.items() if k not in ("occurred_at", "amount")},
+                "transaction_id": f"hist-{i}",
+                "tenant_id": TENANT,
+                "occurred_at": SCORED_AT - timedelta(seconds=3_600 + (i * 7_919) % span),
+                "amount": Decimal(f"{20 + (i * 37) % 80}.{i % 100:02d}"),
+            }
+        )
+    history.sort(key=lambda row: (row["occurred_at"], row["transaction_id"]))
     with engine.begin() as connection:
         for start in range(0, rows, 10_000):
-            chunk = []
-            for i in range(start, min(rows, start + 10_000)):
-                body = _body(i)
-                chunk.append(
-                    {
-                        **{k: v for k, v in body.items() if k not in ("occurred_at", "amount")},
-                        "transaction_id": f"hist-{i}",
-                        "tenant_id": TENANT,
-                        "occurred_at": SCORED_AT - timedelta(seconds=3_600 + (i * 7_919) % span),
-                        "amount": Decimal(f"{20 + (i * 37) % 80}.{i % 100:02d}"),
-                    }
-                )
+            chunk = history[start : start + 10_000]
             connection.execute(insert(transactions), chunk)
+            for row in chunk:
+                transaction = Transaction.model_validate(row)
+                producer.produce(topic, transaction.model_dump_json().encode(), key=transaction.account_id)
+            producer.poll(0)
+    producer.flush_or_raise()
     engine.dispose()
+
+
+def drop_topics(settings: Settings) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    topic = settings.topic(TX_VALID)
+    admin = AdminClient(client_config(settings))  # kept alive until the deletion is acknowledged
+    admin.delete_topics([topic], operation_timeout=30)[topic].result()
+
+
+def score_paths(base: str) -> dict[str, float]:
+    """Requests answered by each feature path so far (the API's `vigil_score_features_total`)."""
+    text = httpx.get(f"{base}/metrics", timeout=5).text
+    return {
+        match[1]: float(match[2])
+        for match in re.finditer(r'^vigil_score_features_total\{path="(\w+)"\} (\S+)$', text, re.M)
+    }
 
 
 def _body(i: int) -> dict[str, object]:
@@ -170,12 +209,16 @@ def main() -> None:
     parser.add_argument("--history", type=int, default=150_000, help="Stored transactions seeded first.")
     parser.add_argument("--model", action="append", default=[], help="Registered model to serve (repeatable).")
     parser.add_argument("--no-models", action="store_true", help="Serve no ML model (VIGIL_ML_MODEL_NAMES=[]).")
+    parser.add_argument(
+        "--state", choices=("follow", "replay"), default="follow", help="VIGIL_SCORE_STATE of the API (features path)."
+    )
     args = parser.parse_args()
     if args.no_models and args.model:
         parser.error("--no-models and --model exclude each other")
     names = [] if args.no_models else args.model
     with scratch_database() as settings:
-        seed_history(settings.database_url, args.history)
+        ensure_topics(settings, [TopicSpec(TX_VALID)])
+        seed_history(settings, args.history)
         engine = create_engine(settings.database_url)
         catalogue = registry_catalogue()
         seed_pack(
@@ -203,6 +246,8 @@ def main() -> None:
             "VIGIL_API_RATE_LIMIT_PER_SECOND": "100000",
             "VIGIL_API_RATE_LIMIT_BURST": "100000",
             "VIGIL_LOG_LEVEL": "WARNING",
+            "VIGIL_KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
+            "VIGIL_SCORE_STATE": args.state,
             **({"VIGIL_ML_MODEL_NAMES": orjson.dumps(names).decode()} if names or args.no_models else {}),
         }
         server = subprocess.Popen(
@@ -222,6 +267,20 @@ def main() -> None:
                     time.sleep(0.2)
                 if time.monotonic() > deadline:
                     raise SystemExit("the API did not start")
+            if args.state == "follow":
+                # Probe until the follower answers (it reads the whole history first), then let it
+                # release what it buffered (the stream's idle rule: 2 s).
+                started = time.monotonic()
+                while not score_paths(base).get("follower"):
+                    httpx.post(
+                        f"{base}/v1/score", json=_body(0), headers={"Authorization": f"Bearer {token}"}, timeout=5
+                    )
+                    if time.monotonic() - started > 600:
+                        raise SystemExit("the feature follower did not catch up")
+                    time.sleep(0.5)
+                print(f"  feature follower answered after {time.monotonic() - started:.1f} s")
+                time.sleep(3)
+            paths_before = score_paths(base)
             load_start = os.getloadavg()[0]
             cpu_before = process_cpu_seconds(server.pid)
             latencies, errors, achieved = asyncio.run(
@@ -234,16 +293,20 @@ def main() -> None:
                 f"{base}/v1/score", json=_body(1), headers={"Authorization": f"Bearer {token}"}, timeout=5
             ).json()
             degraded = last.get("degraded")
+            paths_after = score_paths(base)
         finally:
             server.terminate()
             server.wait(timeout=15)
+            drop_topics(settings)
     p50, p95, p99 = np.percentile(latencies, [50, 95, 99])
     models = "none" if args.no_models else ", ".join(args.model) or "VIGIL_ML_MODEL_NAMES"
     print(
         f"POST /v1/score, open loop at {args.rate:.0f} req/s for {args.seconds:.0f} s: real scorer, "
         f"{args.history:,} stored transactions, default rule pack, models: {models}"
     )
+    answered = {path: int(count - paths_before.get(path, 0)) for path, count in paths_after.items()}
     print(f"  degraded in the last answer: {degraded or 'none'}")
+    print(f"  features answered by (VIGIL_SCORE_STATE={args.state}): {answered}")
     print(f"  requests measured: {len(latencies):,}  errors: {errors}  achieved rate: {achieved:.1f} req/s")
     print(f"  latency ms: p50 {p50:.2f}  p95 {p95:.2f}  p99 {p99:.2f}  max {max(latencies):.2f}")
     print(
