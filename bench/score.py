@@ -34,6 +34,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -110,6 +111,63 @@ def drop_topics(settings: Settings) -> None:
     topic = settings.topic(TX_VALID)
     admin = AdminClient(client_config(settings))  # kept alive until the deletion is acknowledged
     admin.delete_topics([topic], operation_timeout=30)[topic].result()
+
+
+class Stream:
+    """Fresh payments produced to tx.valid at a steady rate while the load runs (the follower applies them).
+
+    Event times run up to just before SCORED_AT, so the scored transactions stay in order.
+    """
+
+    def __init__(self, settings: Settings, rate: float, seconds: float) -> None:
+        self._settings = settings
+        self._rate = rate
+        self._count = int(rate * seconds)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.produced = 0
+
+    def __enter__(self) -> Stream:
+        if self._count:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        if self._count:
+            self._thread.join(30)
+
+    def _run(self) -> None:
+        producer = DeliveringProducer(self._settings, service="bench")
+        topic = self._settings.topic(TX_VALID)
+        first = SCORED_AT - timedelta(seconds=1) - timedelta(seconds=self._count / self._rate)
+        messages = []
+        for i in range(self._count):
+            at = first + timedelta(seconds=i / self._rate)
+            row = {**_body(i * 13 + 7), "transaction_id": f"live-{i}", "tenant_id": TENANT, "occurred_at": at}
+            transaction = Transaction.model_validate(row)
+            messages.append((transaction.model_dump_json().encode(), transaction.account_id))
+        start = time.perf_counter()
+        for i, (value, key) in enumerate(messages):
+            if self._stop.is_set():
+                break
+            delay = start + i / self._rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            producer.produce(topic, value, key=key)
+            producer.poll(0)
+            self.produced += 1
+        producer.flush_or_raise()
+
+
+def peek_waits(base: str) -> tuple[float, float]:
+    """(peeks so far, of which waited over 1 ms for the follower's lock), from the API's histogram."""
+    text = httpx.get(f"{base}/metrics", timeout=5).text
+    count = re.search(r"^vigil_score_peek_wait_seconds_count (\S+)$", text, re.M)
+    within = re.search(r'^vigil_score_peek_wait_seconds_bucket\{le="0.001"\} (\S+)$', text, re.M)
+    if count is None or within is None:
+        return 0.0, 0.0
+    return float(count[1]), float(count[1]) - float(within[1])
 
 
 def score_paths(base: str) -> dict[str, float]:
@@ -212,6 +270,9 @@ def main() -> None:
     parser.add_argument(
         "--state", choices=("follow", "replay"), default="follow", help="VIGIL_SCORE_STATE of the API (features path)."
     )
+    parser.add_argument(
+        "--stream", type=float, default=0.0, help="Fresh transactions/s produced to tx.valid during the load."
+    )
     args = parser.parse_args()
     if args.no_models and args.model:
         parser.error("--no-models and --model exclude each other")
@@ -281,11 +342,13 @@ def main() -> None:
                 print(f"  feature follower answered after {time.monotonic() - started:.1f} s")
                 time.sleep(3)
             paths_before = score_paths(base)
+            waits_before = peek_waits(base)
             load_start = os.getloadavg()[0]
             cpu_before = process_cpu_seconds(server.pid)
-            latencies, errors, achieved = asyncio.run(
-                load(port, token, rate=args.rate, seconds=args.seconds, warmup=args.warmup)
-            )
+            with Stream(settings, args.stream, args.seconds + args.warmup) as stream:
+                latencies, errors, achieved = asyncio.run(
+                    load(port, token, rate=args.rate, seconds=args.seconds, warmup=args.warmup)
+                )
             cpu_per_request = (process_cpu_seconds(server.pid) - cpu_before) / int(
                 (args.seconds + args.warmup) * args.rate
             )
@@ -294,6 +357,7 @@ def main() -> None:
             ).json()
             degraded = last.get("degraded")
             paths_after = score_paths(base)
+            waits_after = peek_waits(base)
         finally:
             server.terminate()
             server.wait(timeout=15)
@@ -307,6 +371,12 @@ def main() -> None:
     answered = {path: int(count - paths_before.get(path, 0)) for path, count in paths_after.items()}
     print(f"  degraded in the last answer: {degraded or 'none'}")
     print(f"  features answered by (VIGIL_SCORE_STATE={args.state}): {answered}")
+    if args.state == "follow":
+        peeks, slow = (after - before for after, before in zip(waits_after, waits_before, strict=True))
+        print(
+            f"  stream during the load: {stream.produced:,} transactions to tx.valid ({args.stream:.0f}/s); "
+            f"peeks that waited over 1 ms for the follower's lock: {slow:.0f} of {peeks:.0f}"
+        )
     print(f"  requests measured: {len(latencies):,}  errors: {errors}  achieved rate: {achieved:.1f} req/s")
     print(f"  latency ms: p50 {p50:.2f}  p95 {p95:.2f}  p99 {p99:.2f}  max {max(latencies):.2f}")
     print(

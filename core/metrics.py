@@ -43,6 +43,7 @@ MetricName = Literal[
     "vigil_dlq_depth",
     "vigil_score_features_total",
     "vigil_score_follower_lag",
+    "vigil_score_peek_wait_seconds",
 ]
 
 _LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -202,4 +203,9 @@ SCORE_FEATURES: Final = Counter(
 )
 SCORE_FOLLOWER_LAG: Final = Gauge(
     "vigil_score_follower_lag", "Messages of tx.valid the API's feature follower has not read yet (-1: not started)."
+)
+SCORE_PEEK_WAIT: Final = Histogram(
+    "vigil_score_peek_wait_seconds",
+    "Time a synchronous score waited for the feature follower's lock (it applies the stream in short chunks).",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05),
 )

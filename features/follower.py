@@ -46,6 +46,7 @@ from features.store import SnapshotStore
 
 log = logging.getLogger(__name__)
 
+_PEEK_WAIT: Final = metrics.SCORE_PEEK_WAIT
 _STAGE: Final = StageOptions()  # the stage's defaults: lateness (a snapshot carries its own) and idle rule
 _APPLY_CHUNK: Final = 32  # events applied per lock hold (~0.1-0.5 ms)
 _OFFER_CHUNK: Final = 256  # events sequenced and indexed per lock hold
@@ -182,7 +183,9 @@ class FeatureFollower:
             scratch = FeatureEngine(capacities=dict.fromkeys(ENTITY_KINDS, _SCRATCH_CAPACITY))
         try:
             self._waiting += 1
+            asked = time.perf_counter()
             with self._lock:
+                waited = time.perf_counter() - asked
                 self._waiting -= 1
                 last = self._sequencer.last_released
                 late = last is not None and at <= last
@@ -199,6 +202,7 @@ class FeatureFollower:
             row: np.ndarray = scratch.compute(batch)[-1]
         finally:
             self._scratch.put(scratch)
+        _PEEK_WAIT.observe(waited)
         return row
 
     # --- the follower thread ---------------------------------------------------------------
