@@ -41,7 +41,7 @@ from core.detection import decode_feature_vectors
 from core.kafka import DeliveringProducer, StopFlag, client_config, ensure_topics
 from core.settings import Settings, load_settings
 from core.topics import STREAM_TOPICS, TX_VALID
-from features.codec import VECTOR_FORMS, Tx, batch_of, decode_transaction, encode_vectors
+from features.codec import VECTOR_FORMS, Tx, batch_of, decode_transaction, decode_transactions, encode_vectors
 from features.engine import FeatureEngine
 from features.ordering import Sequencer
 from features.service import FeatureStage, StageOptions, pack_state
@@ -93,10 +93,10 @@ def compute_only(engine: FeatureEngine, messages: list[bytes], batch_size: int) 
     started, cpu = time.perf_counter(), time.process_time()
     for begin in range(0, len(messages), batch_size):
         chunk = messages[begin : begin + batch_size]
-        entries = []
-        for offset, raw in enumerate(chunk, start=begin):
-            tx = decode_transaction(raw)
-            entries.append((tx.time, tx.transaction_id, 0, offset, tx))
+        transactions, malformed = decode_transactions(chunk)
+        assert not malformed
+        offsets = range(begin, begin + len(chunk))
+        entries = [(tx.time, tx.transaction_id, 0, o, tx) for tx, o in zip(transactions, offsets, strict=True)]
         sequencer.offer_entries(entries)
         released = [e[4] for e in sequencer.release_entries(idle=[0] if begin + batch_size >= len(messages) else [])]
         rows = engine.compute(batch_of(released, [True] * len(released)))

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import math
+import random
+import struct
 
 import numpy as np
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from core.contracts import FEATURE_NAMES_BY_VERSION, FeatureVector
-from features.codec import MalformedTransactionError, decode_transaction, encode_vectors
+from features.codec import MalformedTransactionError, decode_transaction, decode_transactions, encode_vectors
 from features.engine import Batch, FeatureEngine
 from features.registry import FEATURE_NAMES, FEATURE_SET_VERSION
 from tests.features.generator import generate
@@ -130,3 +134,114 @@ def test_malformed_compact_vectors_violate_the_contract(change: dict[str, object
     vector.update(change)
     with pytest.raises(ValidationError, match=message):
         FeatureVector.model_validate_json(orjson.dumps(vector))
+
+
+def _outcomes(values: list[bytes]) -> list[object]:
+    """Per message: the batch decoder's transaction or dead-letter reason."""
+    transactions, malformed = decode_transactions(values)
+    decoded = iter(transactions)
+    return [malformed[i].reason if i in malformed else next(decoded) for i in range(len(values))]
+
+
+def _reference(value: bytes) -> object:
+    try:
+        return decode_transaction(value)
+    except MalformedTransactionError as exc:
+        return exc.reason
+
+
+def _same(left: object, right: object) -> bool:
+    """Equal, with floats compared bit for bit (-0.0 is not 0.0)."""
+    if isinstance(left, tuple) and isinstance(right, tuple):
+        return len(left) == len(right) and all(_same(a, b) for a, b in zip(left, right, strict=True))
+    if isinstance(left, float) and isinstance(right, float):
+        return struct.pack("<d", left) == struct.pack("<d", right)
+    return type(left) is type(right) and left == right
+
+
+def _variants() -> list[bytes]:
+    """Well-formed messages with one field changed to each awkward value, or removed."""
+    awkward: dict[str, list[object]] = {
+        "amount": ["0", "-1", "1e3", "1.", ".5", "00012.50", "12345678901234567", "999999999999999", 5, "nan", " 5"],
+        "lat": [0, -0.0, 48, 48.1, 90.12345678901234567, 1e300, 12345678901234567890, True, "48", None, {}],
+        "lon": [None, 2, -0.0, 2.5, [1]],
+        "occurred_at": [
+            "2026-05-01T00:00:00Z",
+            "2026-05-01T00:00:00.5Z",
+            "2026-05-01T00:00:00.123Z",
+            "2024-02-29T23:59:59.999999+00:00",
+            "2026-02-29T00:00:00Z",
+            "2026-05-01T00:00:60Z",
+            "2026-05-01T00:00:00",
+            "2026-05-01 00:00:00Z",
+            "1969-12-31T23:59:59.999999Z",
+            "2300-01-01T00:00:00Z",
+            "2026-05-01T00:00:00+01:00",
+        ],
+        "schema_version": [1, 1.0, 2, True, "1", None],
+        "card_id": ["", None, 5, "c"],
+        "ip": ["", "10.0.0.1", False],
+        "country": ["de", "", "Us", "\u00e9t"],
+        "transaction_id": ["", 5, "tx-\u00e9", 'q"uote'],
+        "attributes": [{"a": [1, -2.5, {"b": None, "c": [True, False]}]}, [], "x", 1.5e10, [[[[[]]]]], {"k": "\n"}],
+    }
+    out: list[bytes] = []
+    for transaction in generate(20, seed=11):
+        data = orjson.loads(transaction.model_dump_json())
+        for name, values in awkward.items():
+            out.extend(orjson.dumps({**data, name: value}) for value in values)
+            out.append(orjson.dumps({key: value for key, value in data.items() if key != name}))
+        raw = orjson.dumps(data)
+        out += [b" " + raw + b"\n", raw.replace(b'"amount"', b'"amount" : "1" , "amount"'), raw[:-1]]
+    return [*out, b"", b"null", b"[]", b"{}", b'{"a":1,"a":2}', b"\xff"]
+
+
+def test_the_batch_decoder_agrees_with_the_per_message_one() -> None:
+    values = [tx.model_dump_json().encode() for tx in generate(300, seed=4)] + _variants()
+    fast = sum(1 for value in values if isinstance(_outcomes([value])[0], tuple))
+    assert fast > 300  # most well-formed variants take the scanner, not the fallback
+    for value, outcome in zip(values, _outcomes(values), strict=True):
+        assert _same(outcome, _reference(value)), value
+
+
+_EDITS = [b"", b" ", b"\t", b'"', b"\\", b"{", b"}", b"[", b"]", b",", b":", b"1", b"-", b".", b"e", b"0", b"Z"]
+_EDITS += [b"null", b"true", b"+00:00", b"\xc3\xa9", b"\x01"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    edits=st.lists(
+        st.tuples(
+            st.integers(0, 10_000),
+            st.sampled_from(["replace", "insert", "delete"]),
+            st.sampled_from(_EDITS),
+        ),
+        min_size=1,
+        max_size=3,
+    )
+)
+def test_mangled_messages_decode_and_dead_letter_as_one_by_one(edits: list[tuple[int, str, bytes]]) -> None:
+    messages = [tx.model_dump_json().encode() for tx in generate(3, seed=9)]
+    mangled = bytearray(messages[1])
+    for at, kind, text in edits:
+        at %= len(mangled) + 1
+        if kind == "replace":
+            mangled[at : at + 1] = text
+        elif kind == "insert":
+            mangled[at:at] = text
+        else:
+            del mangled[at : at + 2]
+    values = [messages[0], bytes(mangled), messages[2]]
+    for value, outcome in zip(values, _outcomes(values), strict=True):
+        assert _same(outcome, _reference(value)), value
+
+
+def test_coordinates_parse_exactly_like_orjson() -> None:
+    rng = random.Random(3)
+    data = orjson.loads(generate(1)[0].model_dump_json())
+    values = []
+    for _ in range(3_000):
+        lat = round(rng.uniform(-90, 90), rng.randrange(0, 18))
+        values.append(orjson.dumps({**data, "lat": lat, "lon": -lat}))
+    for value, outcome in zip(values, _outcomes(values), strict=True):
+        assert _same(outcome, _reference(value))
