@@ -14,34 +14,53 @@ Every transaction here is flagged by ~3 detectors; its feature snapshot is store
 (`anomaly_features`, docs/adr/0011-anomaly-feature-snapshots.md), so each figure also
 says how many snapshots its rows carried.
 The load average is printed with every figure: on a shared 2-core machine it matters.
+
+`--split` instead prints where a row's CPU goes: client and PostgreSQL backend CPU per anomaly
+row of each step of the writer, run one after the other (8-feature rows, best of 3), with
+`anomalies` as migrated and with index variants (each in a scratch database of its own).
+`--pipelining` compares, in one process and interleaved, the writer as shipped (database thread
+beside the row and message building) with the same steps one after the other.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
+from typing import Final, TypeVar
 
+import psycopg
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import Engine, text
 
 from bench._common import report, scratch_database
 from core.contracts import FeatureVector
 from core.db import make_engine
-from core.detection import AnomalyWriter, Detections, FeatureBatch, Thresholds, detect, detect_batch
+from core.detection import (
+    AnomalyRow,
+    AnomalyWriter,
+    Detections,
+    FeatureBatch,
+    SnapshotRow,
+    Thresholds,
+    anomaly_messages,
+    detect,
+    detect_batch,
+)
 from core.kafka import DeliveringProducer, client_config, ensure_topics
-from core.settings import Settings
+from core.settings import Settings, load_settings
 from core.topics import STREAM_TOPICS
 from detectors import statistical_detectors
 from tests.detectors.factories import labelled_batch
 
 
 def bench_statistical(batch_size: int = 5000, rounds: int = 20) -> None:
-    from core.settings import load_settings
-
     vectors, _ = labelled_batch(seed=1, size=batch_size)
     detectors = statistical_detectors(settings=load_settings())
     detect(detectors=detectors, batch=FeatureBatch(vectors), thresholds=Thresholds())  # warm up
@@ -158,11 +177,147 @@ def bench_writer(rows: int = 100_000, batch: int = 5000) -> None:
                     _print("writer, Anomaly models, insert only", m)
             engine.dispose()
         finally:
-            # Topics of this run only (prefixed): the shared broker keeps nothing of a benchmark.
-            admin = AdminClient(client_config(settings))  # kept alive until the deletions are answered
-            deleting = admin.delete_topics([settings.topic(spec.name) for spec in STREAM_TOPICS], operation_timeout=30)
-            for future in deleting.values():
-                future.result()
+            _delete_topics(settings)
+
+
+# Index variants of `anomalies` for --split: statements run on a freshly migrated scratch database.
+_VARIANTS: Final = {
+    "as migrated (primary key + 6 indexes)": (),
+    "natural primary key, id index": (
+        "ALTER TABLE anomalies DROP CONSTRAINT anomalies_pkey",
+        "ALTER TABLE anomalies ADD CONSTRAINT anomalies_pkey "
+        "PRIMARY KEY (transaction_id, detector_name, detector_version, event_time)",
+        "DROP INDEX anomalies_transaction",
+        "CREATE INDEX anomalies_id ON anomalies (anomaly_id)",
+    ),
+    "without anomalies_transaction": ("DROP INDEX anomalies_transaction",),
+    "without the 6 secondary indexes": tuple(
+        f"DROP INDEX anomalies_{name}"
+        for name in ("transaction", "detected", "entity", "time", "tenant_time", "tenant_score")
+    ),
+}
+_STEPS: Final = ("rows", "snapshot rows", "messages", "snapshots stmt", "copy", "cases", "commit")
+_T = TypeVar("_T")
+
+
+class _StepClock:
+    """Client and backend CPU seconds per named step, summed over its calls."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.spent = dict.fromkeys(_STEPS, (0.0, 0.0))
+
+    def run(self, name: str, work: Callable[[], _T]) -> _T:
+        client, server = time.process_time(), _backend_cpu(self.pid)
+        result = work()
+        before = self.spent[name]
+        self.spent[name] = (before[0] + time.process_time() - client, before[1] + _backend_cpu(self.pid) - server)
+        return result
+
+
+def bench_writer_split(rows: int = 100_000, batch: int = 5000) -> None:
+    from core import detection  # the writer's steps one by one: private on purpose, measured apart
+
+    detections = _batches(settings=load_settings(), rounds=max(1, rows // batch), size=batch, wide=False)
+    total = sum(len(item) for item in detections)
+    print(f"per anomaly row, CPU us client / backend, best of 3 ({total:,} rows, {len(detections)} batches):")
+    for variant, statements in _VARIANTS.items():
+        with scratch_database() as settings:
+            engine = make_engine(settings, pool_size=1)
+            with engine.begin() as connection:
+                for statement in statements:
+                    connection.execute(text(statement))
+                pid = int(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
+            best: dict[str, tuple[float, float]] = {}
+            for _ in range(3):
+                _truncate(engine)
+                clock = _StepClock(pid)
+                for item in detections:
+                    built = clock.run("rows", item.rows)
+                    snapshots = clock.run("snapshot rows", item.snapshots)
+                    clock.run("messages", partial(detection.anomaly_messages, built, snapshots))
+                    with engine.connect() as connection:
+                        raw = connection.connection.driver_connection
+                        assert isinstance(raw, psycopg.Connection)
+                        with raw.cursor() as cursor:
+                            cursor.adapters.register_dumper(bytes, detection._EncodedJsonbDumper)
+                            clock.run("snapshots stmt", partial(detection._store_snapshots, cursor, snapshots))
+                            new = clock.run("copy", partial(detection._insert, cursor, built))
+                            clock.run("cases", partial(detection._upsert_cases, cursor, new))
+                        clock.run("commit", connection.commit)
+                for name, (client, server) in clock.spent.items():
+                    best[name] = min(best.get(name, (client, server)), (client, server), key=sum)
+            engine.dispose()
+        cells = "  ".join(f"{name} {c / total * 1e6:.1f}/{s / total * 1e6:.1f}" for name, (c, s) in best.items())
+        print(f"  {variant} ({_load()}): {cells}")
+        backend = sum(s for _, s in best.values()) / total * 1e6
+        client = sum(c for c, _ in best.values()) / total * 1e6
+        print(f"    total client {client:.1f} us + backend {backend:.1f} us per row")
+
+
+class _SequentialWriter(AnomalyWriter):
+    """The writer's steps one after the other in the calling thread: the baseline for --pipelining."""
+
+    def _write(
+        self, snapshots: Sequence[SnapshotRow], build_rows: Callable[[], Sequence[AnomalyRow]], *, publish: bool
+    ) -> int:
+        rows: Future[list[AnomalyRow]] = Future()
+        unique = list({row[0]: row for row in build_rows()}.values())
+        rows.set_result(unique)
+        new = self._store(snapshots, rows, threading.Event())
+        if publish:
+            for row, message in zip(unique, anomaly_messages(unique, snapshots), strict=True):
+                self._producer.produce(self._topic, message, key=f"{row[3]}/{row[5]}/{row[6]}")
+            self._producer.flush_or_raise()
+        return new
+
+
+def bench_pipelining(rows: int = 100_000, batch: int = 5000, rounds: int = 4) -> None:
+    with scratch_database() as settings:
+        ensure_topics(settings, STREAM_TOPICS)
+        try:
+            engine = make_engine(settings, pool_size=1)
+            with engine.connect() as connection:
+                pid = int(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
+            producer = DeliveringProducer(settings, service="bench")
+            writers = {
+                "pipelined": AnomalyWriter(engine=engine, producer=producer, settings=settings, service="bench"),
+                "one after the other": _SequentialWriter(
+                    engine=engine, producer=producer, settings=settings, service="bench"
+                ),
+            }
+            for wide in (False, True):
+                detections = _batches(settings=settings, rounds=max(1, rows // batch), size=batch, wide=wide)
+                for publish in (False, True):
+                    measured = {name: _Measured(0, 0, 0, 0.0, 0.0, 0.0) for name in writers}
+                    for round_ in range(rounds):  # alternate the order: load drifts on a shared machine
+                        for name in sorted(writers, reverse=bool(round_ % 2)):
+                            _truncate(engine)
+                            with _measure(pid) as m:
+                                for item in detections:
+                                    m.rows += len(item)
+                                    m.inserted += writers[name].write_detections(item, publish=publish)
+                            total = measured[name]
+                            total.rows, total.inserted = total.rows + m.rows, total.inserted + m.inserted
+                            total.wall, total.client_cpu = total.wall + m.wall, total.client_cpu + m.client_cpu
+                            total.server_cpu += m.server_cpu
+                    width = "141-feature" if wide else "8-feature"
+                    what = "insert + publish" if publish else "insert only"
+                    for name, total in measured.items():
+                        _print(f"{name}, {width}, {what}", total)
+            for writer in writers.values():
+                writer.close()
+            engine.dispose()
+        finally:
+            _delete_topics(settings)
+
+
+def _delete_topics(settings: Settings) -> None:
+    # Topics of this run only (prefixed): the shared broker keeps nothing of a benchmark.
+    admin = AdminClient(client_config(settings))  # kept alive until the deletions are answered
+    deleting = admin.delete_topics([settings.topic(spec.name) for spec in STREAM_TOPICS], operation_timeout=30)
+    for future in deleting.values():
+        future.result()
 
 
 def _truncate(engine: Engine) -> None:
@@ -175,9 +330,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, default=100_000, help="anomalies per writer figure")
     parser.add_argument("--batch", type=int, default=5000, help="anomalies per write")
     parser.add_argument("--skip-statistical", action="store_true")
+    parser.add_argument("--split", action="store_true", help="CPU per row of each writer step, index variants")
+    parser.add_argument("--pipelining", action="store_true", help="the writer as shipped against its steps in turn")
     args = parser.parse_args(argv)
     steps: list[Callable[[], None]] = [] if args.skip_statistical else [bench_statistical]
-    steps.append(lambda: bench_writer(rows=args.rows, batch=args.batch))
+    if args.split:
+        steps.append(lambda: bench_writer_split(rows=args.rows, batch=args.batch))
+    elif args.pipelining:
+        steps.append(lambda: bench_pipelining(rows=args.rows, batch=args.batch))
+    else:
+        steps.append(lambda: bench_writer(rows=args.rows, batch=args.batch))
     print(f"{os.cpu_count()} cores, {_load()} at start")
     for step in steps:
         step()

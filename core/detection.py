@@ -9,6 +9,7 @@ plugs the whole thing into `core.kafka.BatchLoop` for a `tx.features` consumer g
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections import Counter
@@ -612,12 +613,17 @@ class AnomalyWriter:
         everything is acknowledged before this returns (and the caller commits offsets).
         """
         rows: Future[list[AnomalyRow]] = Future()
-        stored = self._database.submit(self._store, snapshots, rows)
+        copied = threading.Event()
+        stored = self._database.submit(self._store, snapshots, rows, copied)
         try:
             # One row per id: a transaction delivered twice in one batch must not conflict with itself.
             unique = list({row[_ID]: row for row in build_rows()}.values())
             rows.set_result(unique)
             if publish:
+                # Not during the COPY: both threads would then want the GIL all the time (the COPY's
+                # rows are formatted in Python) and each network wait would cost the COPY a switch
+                # interval. The cases statement and the commit are mostly PostgreSQL's time.
+                copied.wait()
                 messages = anomaly_messages(unique, snapshots)
                 keys = [f"{row[_TENANT]}/{row[_ENTITY_TYPE]}/{row[_ENTITY_ID]}" for row in unique]
         except BaseException as exc:
@@ -633,21 +639,28 @@ class AnomalyWriter:
             self._producer.flush_or_raise()
         return new
 
-    def _store(self, snapshots: Sequence[SnapshotRow], rows: Future[list[AnomalyRow]]) -> int:
-        """One database transaction: snapshots, then the rows once built, then cases; returns rows inserted."""
-        with self._engine.begin() as connection:
-            raw = connection.connection.driver_connection
-            assert isinstance(raw, psycopg.Connection)
-            with raw.cursor() as cursor:
-                cursor.adapters.register_dumper(bytes, _EncodedJsonbDumper)  # this cursor only: bytes are JSON
-                if self._set_compression is None:
-                    self._set_compression = _compression_setting(cursor)
-                if self._set_compression:
-                    cursor.execute(self._set_compression)
-                _store_snapshots(cursor, snapshots)
-                new = _insert(cursor, rows.result())
-                if new:
-                    _upsert_cases(cursor, new)
+    def _store(self, snapshots: Sequence[SnapshotRow], rows: Future[list[AnomalyRow]], copied: threading.Event) -> int:
+        """One database transaction: snapshots, then the rows once built, then cases; returns rows inserted.
+
+        Sets `copied` once the rows are copied (or the transaction failed).
+        """
+        try:
+            with self._engine.begin() as connection:
+                raw = connection.connection.driver_connection
+                assert isinstance(raw, psycopg.Connection)
+                with raw.cursor() as cursor:
+                    cursor.adapters.register_dumper(bytes, _EncodedJsonbDumper)  # this cursor only: bytes are JSON
+                    if self._set_compression is None:
+                        self._set_compression = _compression_setting(cursor)
+                    if self._set_compression:
+                        cursor.execute(self._set_compression)
+                    _store_snapshots(cursor, snapshots)
+                    new = _insert(cursor, rows.result())
+                    copied.set()
+                    if new:
+                        _upsert_cases(cursor, new)
+        finally:
+            copied.set()
         return len(new)
 
 
