@@ -19,7 +19,7 @@ import gc
 import logging
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from operator import itemgetter
@@ -27,7 +27,7 @@ from typing import Any, Final
 
 import numpy as np
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from sqlalchemy import Engine
 
 from core import metrics
@@ -49,8 +49,13 @@ _WATERMARK_REFRESH_SECONDS: Final = 0.25
 _METADATA_TIMEOUT: Final = 10.0
 _DELTA_LIMIT: Final = 0.5  # above this share of changed entities a full snapshot is cheaper to restore
 COMPRESSION_TYPES: Final = ("none", "lz4", "zstd", "snappy", "gzip")
-_ID: Final = itemgetter(0)  # Tx.transaction_id
+_ID: Final = itemgetter(0)  # Tx.transaction_id (also Entry's time: see _ENTRY_*)
 _TIME: Final = itemgetter(1)  # Tx.time
+_ACCOUNT: Final = itemgetter(2)  # Tx.account_id
+_RAW: Final = itemgetter(11)  # Tx.raw
+_PARTITION: Final = itemgetter(2)  # Entry's partition
+_OFFSET: Final = itemgetter(3)  # Entry's offset
+_ITEM: Final = itemgetter(4)  # Entry's item (a Tx)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +88,47 @@ class StageOptions:
     @property
     def owner(self) -> str:
         return f"{self.replica_index}/{self.replicas}"
+
+
+class BatchProducer(DeliveringProducer):
+    """`DeliveringProducer` with one call per micro-batch and delivery reports for failures only.
+
+    Per message, the wrapper call and a success report (a Python `Message` and a callback) cost
+    the stage ~1-2 us of CPU. Durability is unchanged: `flush_or_raise` still waits for every
+    message and raises on any failure, because failures are still reported
+    (`delivery.report.only.error`); the produced-messages metric is counted at produce time and
+    corrected for failures.
+    """
+
+    def __init__(self, settings: Settings, *, service: str, **overrides: Any) -> None:
+        super().__init__(settings, service=service, **{"delivery.report.only.error": True, **overrides})
+
+    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None:  # successes are not reported (and were counted when produced)
+            super()._on_delivery(error, message)
+            topic = message.topic() or "?"
+            self._sent[topic] = self._sent.get(topic, 0) - 1
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: bytes | str | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> None:
+        super().produce(topic, value, key=key, headers=headers)
+        self._sent[topic] = self._sent.get(topic, 0) + 1
+
+    def produce_batch(self, topic: str, values: list[bytes], keys: list[str], headers: list[Any]) -> None:
+        """Produce `values[i]` with `keys[i]` and `headers[i]` (lists, as librdkafka takes them)."""
+        produce, report = self._producer.produce, self._on_delivery
+        for value, key, header in zip(values, keys, headers, strict=True):
+            try:
+                produce(topic, value, key, headers=header, on_delivery=report)
+            except BufferError:  # local queue full: the base class waits for room, as for one message
+                super().produce(topic, value, key=key, headers=header)
+        self._sent[topic] = self._sent.get(topic, 0) + len(values)
 
 
 def _encode_item(tx: Tx) -> str:
@@ -157,9 +203,7 @@ class FeatureStage:
         self._base: tuple[int, StateMark] | None = None
         # Buffers full copies reuse (one snapshot is in flight at a time, so one set suffices).
         self._copies: dict[str, np.ndarray] = {}
-        self._producer = DeliveringProducer(
-            settings, service=SERVICE, **{"compression.type": options.output_compression}
-        )
+        self._producer = BatchProducer(settings, service=SERVICE, **{"compression.type": options.output_compression})
         self._partitions: list[int] = []
         self._output_partitions: list[int] = []
         self._owned: tuple[int, ...] = ()
@@ -379,18 +423,13 @@ class FeatureStage:
             chosen, chosen_rows = events, rows
         else:
             chosen, chosen_rows = [events[i] for i in picks], rows[picks]
-        vectors = self._encoder.encode(
-            [entry[4].raw for entry in chosen], chosen_rows, [i >= n_released for i in picks]
-        )
-        produce = self._producer.produce
-        target = self._target
-        for entry, value in zip(chosen, vectors, strict=True):
-            produce(
-                target,
-                value,
-                key=entry[4].account_id,
-                headers=((SOURCE_PARTITION_HEADER, b"%d" % entry[2]), (SOURCE_OFFSET_HEADER, b"%d" % entry[3])),
-            )
+        transactions = list(map(_ITEM, chosen))
+        vectors = self._encoder.encode(list(map(_RAW, transactions)), chosen_rows, [i >= n_released for i in picks])
+        headers = [
+            [(SOURCE_PARTITION_HEADER, b"%d" % partition), (SOURCE_OFFSET_HEADER, b"%d" % offset)]
+            for partition, offset in zip(map(_PARTITION, chosen), map(_OFFSET, chosen), strict=True)
+        ]
+        self._producer.produce_batch(self._target, vectors, list(map(_ACCOUNT, transactions)), headers)
         self.emitted += len(picks)
 
     def _idle(self, now: float) -> list[int]:

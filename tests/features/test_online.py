@@ -19,11 +19,13 @@ import pytest
 from confluent_kafka import TopicPartition
 
 from core.contracts import FeatureVector, Transaction
-from core.kafka import DLQ_REASON, DeliveringProducer, header_pairs, make_consumer, read_all
+from core.errors import KafkaDeliveryError
+from core.kafka import DLQ_REASON, DeliveringProducer, ensure_topics, header_pairs, make_consumer, read_all
 from core.settings import Settings
-from core.topics import TX_DLQ, TX_FEATURES, TX_VALID
+from core.topics import TX_DLQ, TX_FEATURES, TX_VALID, TopicSpec
 from features.offline import replay
 from features.registry import FEATURE_NAMES
+from features.service import SOURCE_OFFSET_HEADER, SOURCE_PARTITION_HEADER, BatchProducer
 from tests.features.generator import generate, to_csv_rows
 
 pytestmark = pytest.mark.integration
@@ -270,3 +272,26 @@ def test_kill_minus_nine_after_delta_snapshots_gives_identical_output(
     assert re.search(r"restored snapshot \d+ \(\d+ events processed, delta of full snapshot \d+\)", log.read_text())
     assert len(online) == len(transactions)
     _assert_same_features(online, _offline(tmp_path, transactions))
+
+
+def test_the_batch_producer_delivers_everything_and_still_reports_failures(topics: Settings) -> None:
+    # Success reports are switched off (delivery.report.only.error): flush_or_raise must still
+    # raise for a failed message, and every other message must arrive with its key and headers.
+    producer = BatchProducer(topics, service="test", **{"compression.type": "none"})
+    target = topics.topic(TX_FEATURES)
+    values = [b'{"n":%d}' % i for i in range(500)]
+    headers = [[(SOURCE_PARTITION_HEADER, b"1"), (SOURCE_OFFSET_HEADER, b"%d" % i)] for i in range(500)]
+    producer.produce_batch(target, values, [f"acc-{i % 7}" for i in range(500)], headers)
+    producer.flush_or_raise()
+    received = read_all(topics, target)
+    assert sorted(m.value() or b"" for m in received) == sorted(values)
+    assert {(m.key(), dict(header_pairs(m))[SOURCE_OFFSET_HEADER]) for m in received} == {
+        (f"acc-{i % 7}".encode(), b"%d" % i) for i in range(500)
+    }
+    # A topic whose size limit the broker enforces: the send fails in delivery, not in produce().
+    ensure_topics(topics, [TopicSpec("small", partitions=1, config=(("max.message.bytes", "1000"),))])
+    producer.produce_batch(topics.topic("small"), [b"x" * 5_000, b"{}"], ["acc-0", "acc-1"], [[], []])
+    with pytest.raises(KafkaDeliveryError, match=r"messages failed: .*too large"):
+        producer.flush_or_raise()
+    producer.produce_batch(target, [b"{}"], ["acc-0"], [[]])
+    producer.flush_or_raise()  # the failure was reported once; later sends go on
