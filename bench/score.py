@@ -198,7 +198,7 @@ def _body(i: int) -> dict[str, object]:
 
 async def load(
     port: int, token: str, *, rate: float, seconds: float, warmup: float, connections: int = 32
-) -> tuple[list[float], int, float]:
+) -> tuple[list[float], list[int], int, float]:
     """Open-loop load over keep-alive HTTP/1.1 connections with a minimal asyncio client.
 
     A general-purpose async client (httpx) queues requests in its pool with enough overhead to
@@ -206,6 +206,7 @@ async def load(
     """
     queue: asyncio.Queue[tuple[int, float, bool] | None] = asyncio.Queue()
     latencies: list[float] = []
+    second_of: list[int] = []  # the second of the run each measured request was scheduled in
     errors = 0
 
     async def worker() -> None:
@@ -231,6 +232,7 @@ async def load(
                 if record:
                     if status == 200:
                         latencies.append((time.perf_counter() - scheduled) * 1000)
+                        second_of.append(int(i / rate))
                     else:
                         errors += 1
         finally:
@@ -250,7 +252,7 @@ async def load(
         queue.put_nowait(None)
     await asyncio.gather(*workers)
     achieved = (total - warmup * rate) / max(1e-9, time.perf_counter() - (start + warmup))
-    return latencies, errors, achieved
+    return latencies, second_of, errors, achieved
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -346,7 +348,7 @@ def main() -> None:
             load_start = os.getloadavg()[0]
             cpu_before = process_cpu_seconds(server.pid)
             with Stream(settings, args.stream, args.seconds + args.warmup) as stream:
-                latencies, errors, achieved = asyncio.run(
+                latencies, second_of, errors, achieved = asyncio.run(
                     load(port, token, rate=args.rate, seconds=args.seconds, warmup=args.warmup)
                 )
             cpu_per_request = (process_cpu_seconds(server.pid) - cpu_before) / int(
@@ -379,6 +381,17 @@ def main() -> None:
         )
     print(f"  requests measured: {len(latencies):,}  errors: {errors}  achieved rate: {achieved:.1f} req/s")
     print(f"  latency ms: p50 {p50:.2f}  p95 {p95:.2f}  p99 {p99:.2f}  max {max(latencies):.2f}")
+    # Whether the tail is spread evenly or comes from a few bad seconds (e.g. other work on the machine).
+    by_second: dict[int, list[float]] = {}
+    for second, latency in zip(second_of, latencies, strict=True):
+        by_second.setdefault(second, []).append(latency)
+    tails = {k: float(np.percentile(v, 99)) for k, v in by_second.items()}
+    bad_seconds = sorted((tail, k) for k, tail in tails.items() if tail > 20)
+    worst = ", ".join(f"s{k}: {v:.0f}" for v, k in bad_seconds[-5:][::-1])
+    print(
+        f"  seconds whose own p99 exceeds 20 ms: {len(bad_seconds)} of {len(by_second)}"
+        + (f" (worst ms: {worst})" if worst else "")
+    )
     print(
         f"  API process CPU per request: {cpu_per_request * 1000:.2f} ms (all threads; one core would serve "
         f"~{1 / cpu_per_request:.0f} req/s at this cost)"
