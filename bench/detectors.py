@@ -18,18 +18,14 @@ The load average is printed with every figure: on a shared 2-core machine it mat
 `--split` instead prints where a row's CPU goes: client and PostgreSQL backend CPU per anomaly
 row of each step of the writer, run one after the other (8-feature rows, best of 3), with
 `anomalies` as migrated and with index variants (each in a scratch database of its own).
-`--pipelining` compares, in one process and interleaved, the writer as shipped (database thread
-beside the row and message building) with the same steps one after the other.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -42,17 +38,7 @@ from sqlalchemy import Engine, text
 from bench._common import report, scratch_database
 from core.contracts import FeatureVector
 from core.db import make_engine
-from core.detection import (
-    AnomalyRow,
-    AnomalyWriter,
-    Detections,
-    FeatureBatch,
-    SnapshotRow,
-    Thresholds,
-    anomaly_messages,
-    detect,
-    detect_batch,
-)
+from core.detection import AnomalyWriter, Detections, FeatureBatch, Thresholds, detect, detect_batch
 from core.kafka import DeliveringProducer, client_config, ensure_topics
 from core.settings import Settings, load_settings
 from core.topics import STREAM_TOPICS
@@ -255,63 +241,6 @@ def bench_writer_split(rows: int = 100_000, batch: int = 5000) -> None:
         print(f"    total client {client:.1f} us + backend {backend:.1f} us per row")
 
 
-class _SequentialWriter(AnomalyWriter):
-    """The writer's steps one after the other in the calling thread: the baseline for --pipelining."""
-
-    def _write(
-        self, snapshots: Sequence[SnapshotRow], build_rows: Callable[[], Sequence[AnomalyRow]], *, publish: bool
-    ) -> int:
-        rows: Future[list[AnomalyRow]] = Future()
-        unique = list({row[0]: row for row in build_rows()}.values())
-        rows.set_result(unique)
-        new = self._store(snapshots, rows, threading.Event())
-        if publish:
-            for row, message in zip(unique, anomaly_messages(unique, snapshots), strict=True):
-                self._producer.produce(self._topic, message, key=f"{row[3]}/{row[5]}/{row[6]}")
-            self._producer.flush_or_raise()
-        return new
-
-
-def bench_pipelining(rows: int = 100_000, batch: int = 5000, rounds: int = 4) -> None:
-    with scratch_database() as settings:
-        ensure_topics(settings, STREAM_TOPICS)
-        try:
-            engine = make_engine(settings, pool_size=1)
-            with engine.connect() as connection:
-                pid = int(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
-            producer = DeliveringProducer(settings, service="bench")
-            writers = {
-                "pipelined": AnomalyWriter(engine=engine, producer=producer, settings=settings, service="bench"),
-                "one after the other": _SequentialWriter(
-                    engine=engine, producer=producer, settings=settings, service="bench"
-                ),
-            }
-            for wide in (False, True):
-                detections = _batches(settings=settings, rounds=max(1, rows // batch), size=batch, wide=wide)
-                for publish in (False, True):
-                    measured = {name: _Measured(0, 0, 0, 0.0, 0.0, 0.0) for name in writers}
-                    for round_ in range(rounds):  # alternate the order: load drifts on a shared machine
-                        for name in sorted(writers, reverse=bool(round_ % 2)):
-                            _truncate(engine)
-                            with _measure(pid) as m:
-                                for item in detections:
-                                    m.rows += len(item)
-                                    m.inserted += writers[name].write_detections(item, publish=publish)
-                            total = measured[name]
-                            total.rows, total.inserted = total.rows + m.rows, total.inserted + m.inserted
-                            total.wall, total.client_cpu = total.wall + m.wall, total.client_cpu + m.client_cpu
-                            total.server_cpu += m.server_cpu
-                    width = "141-feature" if wide else "8-feature"
-                    what = "insert + publish" if publish else "insert only"
-                    for name, total in measured.items():
-                        _print(f"{name}, {width}, {what}", total)
-            for writer in writers.values():
-                writer.close()
-            engine.dispose()
-        finally:
-            _delete_topics(settings)
-
-
 def _delete_topics(settings: Settings) -> None:
     # Topics of this run only (prefixed): the shared broker keeps nothing of a benchmark.
     admin = AdminClient(client_config(settings))  # kept alive until the deletions are answered
@@ -331,13 +260,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=5000, help="anomalies per write")
     parser.add_argument("--skip-statistical", action="store_true")
     parser.add_argument("--split", action="store_true", help="CPU per row of each writer step, index variants")
-    parser.add_argument("--pipelining", action="store_true", help="the writer as shipped against its steps in turn")
     args = parser.parse_args(argv)
     steps: list[Callable[[], None]] = [] if args.skip_statistical else [bench_statistical]
     if args.split:
         steps.append(lambda: bench_writer_split(rows=args.rows, batch=args.batch))
-    elif args.pipelining:
-        steps.append(lambda: bench_pipelining(rows=args.rows, batch=args.batch))
     else:
         steps.append(lambda: bench_writer(rows=args.rows, batch=args.batch))
     print(f"{os.cpu_count()} cores, {_load()} at start")

@@ -9,12 +9,10 @@ plugs the whole thing into `core.kafka.BatchLoop` for a `tx.features` consumer g
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -578,89 +576,46 @@ class AnomalyWriter:
         self._topic = settings.topic(ANOMALIES)
         self._service = service
         self._set_compression: str | None = None  # decided on the first write
-        # One database thread: the batch's statements run there while this thread builds its rows
-        # and messages (psycopg releases the GIL while it waits for PostgreSQL).
-        self._database = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{service}-anomaly-writer")
 
     def write(self, anomalies: Sequence[Anomaly], *, publish: bool = True) -> int:
         """Insert, update cases, publish; returns the number of rows newly inserted."""
         return self.write_records(anomaly_records(anomalies), publish=publish)
 
     def write_detections(self, detections: Detections, *, publish: bool = True) -> int:
-        """`write` for a detector's batch, straight from its columns (the streaming hot path).
-
-        The snapshots are stored while the rows are still being built.
-        """
-        if not len(detections):
-            return 0
-        return self._write(detections.snapshots(), detections.rows, publish=publish)
+        """`write` for a detector's batch, straight from its columns (the streaming hot path)."""
+        return self.write_records(detections.records(), publish=publish)
 
     def write_records(self, records: AnomalyRecords, *, publish: bool = True) -> int:
-        """`write` for COPY-ready rows and snapshots; returns the number of rows newly inserted."""
+        """`write` for COPY-ready rows and snapshots; returns the number of rows newly inserted.
+
+        One thread on purpose: building the rows and messages beside the database work in a
+        second thread measured no faster and cost ~3 us more client CPU per row on two cores
+        (`bench.detectors --pipelining` at 231168c; docs/adr/0011-anomaly-feature-snapshots.md).
+        """
         if not records.rows:
             return 0
-        return self._write(records.snapshots, lambda: records.rows, publish=publish)
-
-    def close(self) -> None:
-        self._database.shutdown()
-
-    def _write(
-        self, snapshots: Sequence[SnapshotRow], build_rows: Callable[[], Sequence[AnomalyRow]], *, publish: bool
-    ) -> int:
-        """Store (database thread) while building rows and messages (this thread); then publish.
-
-        Effects keep their order: the rows are committed before anything is published, and
-        everything is acknowledged before this returns (and the caller commits offsets).
-        """
-        rows: Future[list[AnomalyRow]] = Future()
-        copied = threading.Event()
-        stored = self._database.submit(self._store, snapshots, rows, copied)
-        try:
-            # One row per id: a transaction delivered twice in one batch must not conflict with itself.
-            unique = list({row[_ID]: row for row in build_rows()}.values())
-            rows.set_result(unique)
-            if publish:
-                # Not during the COPY: both threads would then want the GIL all the time (the COPY's
-                # rows are formatted in Python) and each network wait would cost the COPY a switch
-                # interval. The cases statement and the commit are mostly PostgreSQL's time.
-                copied.wait()
-                messages = anomaly_messages(unique, snapshots)
-                keys = [f"{row[_TENANT]}/{row[_ENTITY_TYPE]}/{row[_ENTITY_ID]}" for row in unique]
-        except BaseException as exc:
-            if not rows.done():
-                rows.set_exception(exc)  # the database thread rolls back
-            wait([stored])
-            raise
-        new = stored.result()
-        metrics.ANOMALIES_WRITTEN.labels(self._service).inc(new)
+        # One row per id: a transaction delivered twice in one batch must not conflict with itself.
+        unique = list({row[_ID]: row for row in records.rows}.values())
+        with self._engine.begin() as connection:
+            raw = connection.connection.driver_connection
+            assert isinstance(raw, psycopg.Connection)
+            with raw.cursor() as cursor:
+                cursor.adapters.register_dumper(bytes, _EncodedJsonbDumper)  # this cursor only: bytes are JSON
+                if self._set_compression is None:
+                    self._set_compression = _compression_setting(cursor)
+                if self._set_compression:
+                    cursor.execute(self._set_compression)
+                _store_snapshots(cursor, records.snapshots)
+                new = _insert(cursor, unique)
+                if new:
+                    _upsert_cases(cursor, new)
+        metrics.ANOMALIES_WRITTEN.labels(self._service).inc(len(new))
         if publish:
-            for message, key in zip(messages, keys, strict=True):
-                self._producer.produce(self._topic, message, key=key)
+            for row, message in zip(unique, anomaly_messages(unique, records.snapshots), strict=True):
+                self._producer.produce(
+                    self._topic, message, key=f"{row[_TENANT]}/{row[_ENTITY_TYPE]}/{row[_ENTITY_ID]}"
+                )
             self._producer.flush_or_raise()
-        return new
-
-    def _store(self, snapshots: Sequence[SnapshotRow], rows: Future[list[AnomalyRow]], copied: threading.Event) -> int:
-        """One database transaction: snapshots, then the rows once built, then cases; returns rows inserted.
-
-        Sets `copied` once the rows are copied (or the transaction failed).
-        """
-        try:
-            with self._engine.begin() as connection:
-                raw = connection.connection.driver_connection
-                assert isinstance(raw, psycopg.Connection)
-                with raw.cursor() as cursor:
-                    cursor.adapters.register_dumper(bytes, _EncodedJsonbDumper)  # this cursor only: bytes are JSON
-                    if self._set_compression is None:
-                        self._set_compression = _compression_setting(cursor)
-                    if self._set_compression:
-                        cursor.execute(self._set_compression)
-                    _store_snapshots(cursor, snapshots)
-                    new = _insert(cursor, rows.result())
-                    copied.set()
-                    if new:
-                        _upsert_cases(cursor, new)
-        finally:
-            copied.set()
         return len(new)
 
 
@@ -839,7 +794,6 @@ class DetectionHandler:
 
     def close(self) -> None:
         self._producer.flush_or_raise()
-        self.writer.close()
 
 
 def decode_feature_vectors(messages: Sequence[Message]) -> tuple[list[FeatureVector], list[DeadLetter]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import numpy as np
@@ -136,30 +135,6 @@ def test_replays_and_overlaps_insert_only_new_rows_and_count_cases_once(topics: 
     published = [Anomaly.model_validate_json(m.value() or b"") for m in read_all(topics, topics.topic(ANOMALIES))]
     assert {a.anomaly_id for a in published} == {row[0] for row in rows}, "replays publish again; consumers dedup"
     assert all(a.features == stored[a.transaction_id] for a in published), "messages keep the snapshot"
-
-
-class _FailingRows(list[AnomalyRow]):
-    """Rows whose building fails half-way (iterating them raises)."""
-
-    def __iter__(self) -> Iterator[AnomalyRow]:
-        raise DetectionError("rows could not be built")
-
-
-@pytest.mark.integration
-def test_a_failure_while_building_rows_rolls_the_batch_back(topics: Settings, db: Engine) -> None:
-    writer = AnomalyWriter(
-        engine=db, producer=DeliveringProducer(topics, service="test"), settings=topics, service="test"
-    )
-    records = _detections().records()
-    # The database thread has stored the snapshots by then: the whole transaction must roll back.
-    failing = AnomalyRecords(rows=_FailingRows(records.rows), snapshots=records.snapshots)
-    with pytest.raises(DetectionError, match="could not be built"):
-        writer.write_records(failing)
-    with db.connect() as connection:
-        assert connection.execute(text("SELECT count(*) FROM anomaly_features")).scalar_one() == 0
-        assert connection.execute(text("SELECT count(*) FROM anomalies")).scalar_one() == 0
-    assert writer.write_records(records) == len(records.rows), "the writer keeps working after a failure"
-    writer.close()
 
 
 class _Broken:
