@@ -23,7 +23,8 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Final
 
@@ -102,6 +103,7 @@ class FeatureFollower:
         self._idle_seconds = idle_seconds
         self._lock = threading.Lock()
         self._waiting = 0  # peeks waiting for the lock: the follower yields to them between chunks
+        self._version = 0  # even: stable; odd: the follower is changing the state (see `peek`)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._engine = FeatureEngine(capacities=dict.fromkeys(ENTITY_KINDS, 1))
@@ -182,28 +184,57 @@ class FeatureFollower:
         except queue.Empty:
             scratch = FeatureEngine(capacities=dict.fromkeys(ENTITY_KINDS, _SCRATCH_CAPACITY))
         try:
-            self._waiting += 1
-            asked = time.perf_counter()
-            with self._lock:
-                waited = time.perf_counter() - asked
-                self._waiting -= 1
-                last = self._sequencer.last_released
-                late = last is not None and at <= last
-                before: dict[_Position, Entry[Tx]] = {}
-                for entity in keys:
-                    for position, entry in self._unapplied.get(entity, {}).items():
-                        order = (entry[0], entry[1])
-                        if order < at or (late and last is not None and order <= last):
-                            before[position] = entry
-                events = sorted(before.values(), key=lambda entry: (entry[0], entry[1]))
-                batch = batch_of([entry[4] for entry in events], [True] * len(events))
-                batch.append_transaction(transaction, apply=not late)
-                self._engine.copy_entities(batch, into=scratch)
+            # Optimistic first (a seqlock): read without the lock and keep the copy if the follower
+            # changed nothing meanwhile, so concurrent peeks never queue behind each other. A change
+            # (or anything a half-changed state raises) means: copy again under the lock.
+            waited = 0.0
+            version = self._version
+            copied = False
+            if not version & 1:
+                try:
+                    batch = self._gather(transaction, at, keys)
+                    self._engine.copy_entities(batch, into=scratch)
+                    copied = self._version == version
+                except Exception:  # a torn read of a state being changed: copied again under the lock
+                    copied = False
+            if not copied:
+                self._waiting += 1
+                asked = time.perf_counter()
+                with self._lock:
+                    waited = time.perf_counter() - asked
+                    self._waiting -= 1
+                    batch = self._gather(transaction, at, keys)
+                    self._engine.copy_entities(batch, into=scratch)
             row: np.ndarray = scratch.compute(batch)[-1]
         finally:
             self._scratch.put(scratch)
         _PEEK_WAIT.observe(waited)
         return row
+
+    def _gather(self, transaction: Transaction, at: tuple[float, str], keys: list[EntityKey]) -> Batch:
+        """The unapplied events the stream applies before `transaction` that share an entity with it, then it."""
+        last = self._sequencer.last_released
+        late = last is not None and at <= last
+        before: dict[_Position, Entry[Tx]] = {}
+        for entity in keys:
+            for position, entry in self._unapplied.get(entity, {}).items():
+                order = (entry[0], entry[1])
+                if order < at or (late and last is not None and order <= last):
+                    before[position] = entry
+        events = sorted(before.values(), key=lambda entry: (entry[0], entry[1]))
+        batch = batch_of([entry[4] for entry in events], [True] * len(events))
+        batch.append_transaction(transaction, apply=not late)
+        return batch
+
+    @contextmanager
+    def _changing(self) -> Iterator[None]:
+        """Hold the lock and mark the state as changing (odd version) for optimistic peeks."""
+        with self._lock:
+            self._version += 1
+            try:
+                yield
+            finally:
+                self._version += 1
 
     # --- the follower thread ---------------------------------------------------------------
 
@@ -254,7 +285,7 @@ class FeatureFollower:
             TopicPartition(self._source, p, n if (n := sequencer.partitions[p].next_offset) >= 0 else OFFSET_BEGINNING)
             for p in partitions
         ]
-        with self._lock:
+        with self._changing():
             self._engine, self._sequencer, self._partitions = engine, sequencer, partitions
             self._index([(e.time, e.transaction_id, e.partition, e.offset, e.item) for e in sequencer.pending()])
         consumer.assign(assignment)
@@ -309,13 +340,13 @@ class FeatureFollower:
             chunk = entries[start : start + _OFFER_CHUNK]
             if self._waiting:
                 time.sleep(0)
-            with self._lock:
+            with self._changing():
                 late = sequencer.offer_entries(chunk)  # late events are not folded into state: dropped
                 if late:
                     dropped = set(map(id, late))
                     chunk = [entry for entry in chunk if id(entry) not in dropped]
                 self._index(chunk)
-        with self._lock:
+        with self._changing():
             for partition, offset in skipped:
                 sequencer.skip(partition=partition, offset=offset)
             released = sequencer.release_entries(idle)
@@ -324,7 +355,7 @@ class FeatureFollower:
             if self._waiting:
                 time.sleep(0)  # let a waiting peek take the lock first
             chunk = released[start : start + _APPLY_CHUNK]
-            with self._lock:
+            with self._changing():
                 self._engine.compute(batch_of([entry[4] for entry in chunk], [True] * len(chunk)))
                 self._unindex(chunk)
         if not self._ready:
