@@ -65,6 +65,16 @@ def test_rows_and_messages_match_the_validated_models() -> None:
     assert [orjson.loads(m) for m in batch] == [orjson.loads(anomaly_message(r, features[r[4]])) for r in records.rows]
 
 
+def test_messages_share_encoded_parts_only_between_rows_that_agree() -> None:
+    row = _detections().records().rows[0]
+    # Same transaction id and time, another tenant and amount (e.g. an aggregate job's rows): its own fields.
+    other = (*row[:3], "globex", *row[4:14], None, None, *row[16:])
+    first, second = (orjson.loads(m) for m in anomaly_messages([row, other], [(row[3], row[4], row[1], b'{"x":1.0}')]))
+    assert (first["tenant_id"], first["amount"], first["currency"]) == (row[3], str(row[14]), row[15])
+    assert (second["tenant_id"], second["amount"], second["currency"]) == ("globex", None, None)
+    assert first["features"] == second["features"] == {"x": 1.0}, "the snapshot is keyed by transaction and time"
+
+
 def test_bulk_ids_are_the_contract_ids() -> None:
     ids_in = ["tx-1", "", "tx-ü-☃", "x" * 128]
     expected = [anomaly_id_for(transaction_id=t, detector_name="amount_zscore", detector_version="2") for t in ids_in]
