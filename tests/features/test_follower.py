@@ -201,3 +201,47 @@ def test_a_transaction_behind_what_was_released_is_peeked_like_a_late_one(
     in_order = Batch.empty()
     in_order.append_transaction(old)
     assert not np.array_equal(FeatureEngine.from_bytes(follower._engine.to_bytes()).compute(in_order)[-1], expected)
+
+
+def test_peeks_while_the_follower_grows_its_state_always_see_a_consistent_state(
+    fast: Settings, db: Engine, followers: list[FeatureFollower]
+) -> None:
+    """Optimistic peeks (no lock unless the state changed meanwhile) never return a torn row.
+
+    The scored account's history is read first; then thousands of payments of *other* entities arrive
+    and force the state's arrays to be reallocated while peeks run, so every peek must give the same row.
+    """
+    mine = generate(61, seed=26, accounts=2, merchants=3, devices=2)
+    history, scored = mine[:60], mine[60]
+    _produce(fast, history)
+    follower = _follow(fast, db, followers)
+    _read(follower, len(history), applied=True)
+    expected = _offline_row(mine)
+    assert np.array_equal(follower.peek(scored), expected, equal_nan=True)
+    others = [
+        tx.model_copy(
+            update={
+                "transaction_id": f"other-{i}",
+                "account_id": f"other-acc-{i}",
+                "card_id": f"other-card-{i}",
+                "merchant_id": f"other-m-{i % 300}",
+                "device_id": f"other-dev-{i}",
+                "ip": None,
+                "occurred_at": history[-1].occurred_at
+                + (scored.occurred_at - history[-1].occurred_at) * (i + 1) / 4000,
+            }
+        )
+        for i, tx in enumerate(generate(3000, seed=27))
+    ]
+    _produce(fast, others)
+    peeks = 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status = follower.status()
+        assert np.array_equal(follower.peek(scored), expected, equal_nan=True), peeks
+        peeks += 1
+        if status.applied + status.unapplied >= len(history) + len(others) and status.unapplied == 0:
+            break
+    assert follower.status().applied == len(history) + len(others)
+    assert follower._engine.entity_counts()["account"] > 3000  # grown (from 1,024 slots) while peeking
+    assert peeks > 10
