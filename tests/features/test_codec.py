@@ -245,3 +245,26 @@ def test_coordinates_parse_exactly_like_orjson() -> None:
         values.append(orjson.dumps({**data, "lat": lat, "lon": -lat}))
     for value, outcome in zip(values, _outcomes(values), strict=True):
         assert _same(outcome, _reference(value))
+
+
+def test_compact_rows_are_byte_for_byte_what_orjson_writes() -> None:
+    # Pins the output bytes: each row is exactly orjson's serialisation of it, inside the fixed frame.
+    rng = np.random.default_rng(5)
+    n = 400
+    rows = rng.normal(0, 1e3, (n, len(FEATURE_NAMES)))
+    kind = rng.integers(0, 8, rows.shape)
+    rows[kind == 0] = np.nan
+    rows[kind == 1] = np.round(rows[kind == 1])
+    rows[kind == 2] = rng.integers(-(10**16), 10**16, int((kind == 2).sum())).astype(np.float64)
+    rows[kind == 3] = rng.choice([0.0, -0.0, 1.0, -1.0, 1e15, -1e15, 999999999999999.0, 1e16, np.inf, 5e-324])
+    rows[kind == 4] = rng.integers(-(10**6), 10**6, int((kind == 4).sum())) / 8
+    raws = [tx.model_dump_json().encode() for tx in generate(n, seed=8)]
+    vectors = encode_vectors(raws, rows, [i % 3 == 0 for i in range(n)])
+    for i, (raw, vector) in enumerate(zip(raws, vectors, strict=True)):
+        expected = b'{"schema_version":1,"transaction":%s,"feature_values":%s,"feature_set_version":%d,"late":%s}' % (
+            raw,
+            orjson.dumps(rows[i], option=orjson.OPT_SERIALIZE_NUMPY),
+            FEATURE_SET_VERSION,
+            b"true" if i % 3 == 0 else b"false",
+        )
+        assert vector == expected
