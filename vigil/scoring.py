@@ -380,9 +380,13 @@ class SyncScorer:
         from api.ports import ScoreOutcome
 
         follower = self._follower
+        vector = None
         if follower is not None and follower.ready:
-            vector, path = vector_of(transaction, follower.peek(transaction)), "follower"
-        else:
+            try:
+                vector, path = vector_of(transaction, follower.peek(transaction)), "follower"
+            except Exception:  # a defect in the follower must not fail the score: the replay path answers
+                log.exception("feature follower could not peek; replaying history for this score")
+        if vector is None:
             vector, path = feature_vector(transaction, self._history.read(transaction)), "replay"
         self.paths[path] += 1
         self._path_counters[path].inc()

@@ -524,3 +524,31 @@ def test_the_scorer_replays_history_until_the_follower_has_caught_up_then_peeks_
             assert vector_of(transaction, follower.peek(transaction)).features == replayed.features
     finally:
         scorer.close()
+
+
+class _BrokenFollower:
+    """A follower that claims to be ready but fails to peek (a defect must not fail the score)."""
+
+    ready = True
+
+    def peek(self, transaction: Transaction) -> Any:
+        raise RuntimeError("broken")
+
+    def start(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_follower_that_fails_to_peek_hands_the_score_to_the_replay_path(
+    db: Engine, scorer: SyncScorer, scoring_client: TestClient, token_for: TokenFactory
+) -> None:
+    _history(db, TENANT_A, amounts=_usual(seed=5))
+    scorer._follower = _BrokenFollower()  # type: ignore[assignment]
+    response = scoring_client.post(
+        "/v1/score", json=_body(TENANT_A, "4999.00"), headers=bearer(token_for("ingest", kind="client"))
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["decision"] == "decline"
+    assert scorer.paths == {"follower": 0, "replay": 1}
