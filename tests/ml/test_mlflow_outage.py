@@ -87,7 +87,8 @@ class PrivateMlflow:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: kill -9 reaches every worker
-                env={**os.environ, "MLFLOW_TRACKING_URI": ""},
+                # As `vigil stack up` starts it: without the job runner's eight extra processes.
+                env={**os.environ, "MLFLOW_TRACKING_URI": "", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
             )
         wait_for(self.healthy, timeout=180, what=f"private MLflow on port {self.port}")
 
