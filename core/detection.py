@@ -862,6 +862,7 @@ def run_detection_service(
             stop=stop,
             health=health,
             on_idle=on_idle,
+            pause_before_commit=settings.failpoint_pause_before_commit_seconds,
         ).run()
     finally:
         if ops is not None:

@@ -313,8 +313,10 @@ class BatchLoop:
         stop: StopFlag,
         health: metrics.Health | None = None,
         on_idle: Callable[[], None] | None = None,
+        pause_before_commit: float = 0.0,
     ) -> None:
         self._consumer = consumer
+        self._pause_before_commit = pause_before_commit
         self._topics = list(topics)
         self._handler = handler
         self._service = service
@@ -340,6 +342,8 @@ class BatchLoop:
                     self._report_lag()
                     continue
                 if self._process_with_retry(messages):
+                    if self._pause_before_commit:
+                        time.sleep(self._pause_before_commit)  # a test's failpoint: widen the replay window
                     self._commit(messages)
                     self._report_lag()
         finally:

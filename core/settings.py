@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = Field("json", description="Log line format.")
     batch_size: int = Field(5000, ge=1, le=100_000, description="Max messages per consumer micro-batch.")
     batch_timeout_ms: int = Field(200, ge=1, le=60_000, description="Max wait to fill a micro-batch.")
+    failpoint_pause_before_commit_seconds: float = Field(
+        0.0,
+        ge=0.0,
+        le=10.0,
+        description="Testing only: detectors pause this long between a batch's durable effects and its offset "
+        "commit, so a kill -9 test can land in that window. Keep 0 in production.",
+    )
     max_message_bytes: int = Field(
         65_536, ge=1024, le=10_485_760, description="Larger raw transactions are dead-lettered."
     )
