@@ -233,15 +233,22 @@ def test_peeks_while_the_follower_grows_its_state_always_see_a_consistent_state(
         )
         for i, tx in enumerate(generate(3000, seed=27))
     ]
-    _produce(fast, others)
-    peeks = 0
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        status = follower.status()
-        assert np.array_equal(follower.peek(scored), expected, equal_nan=True), peeks
-        peeks += 1
-        if status.applied + status.unapplied >= len(history) + len(others) and status.unapplied == 0:
-            break
+    outcomes: list[bool] = []
+    done = threading.Event()
+
+    def peek_meanwhile() -> None:
+        while not done.is_set():
+            outcomes.append(np.array_equal(follower.peek(scored), expected, equal_nan=True))
+
+    peeker = threading.Thread(target=peek_meanwhile, daemon=True)
+    peeker.start()  # from before the first message is produced until all are applied
+    try:
+        _produce(fast, others)
+        _read(follower, len(history) + len(others), applied=True, timeout=30)
+    finally:
+        done.set()
+        peeker.join(10)
+    assert outcomes and all(outcomes), f"{outcomes.count(False)} of {len(outcomes)} peeks differed"
+    assert len(outcomes) > 10
     assert follower.status().applied == len(history) + len(others)
     assert follower._engine.entity_counts()["account"] > 3000  # grown (from 1,024 slots) while peeking
-    assert peeks > 10
