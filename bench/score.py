@@ -21,8 +21,11 @@ Besides latency it prints the API process's CPU time per request (user + system,
 serve. PostgreSQL's share for the replay path's history query is not in it; the follower's
 share of following the stream is (nothing is produced to tx.valid during the run).
 
+`--workers N` runs N uvicorn worker processes (`vigil run api --workers N`; in Kubernetes, N API
+pods), each with its own follower; the CPU figure then sums every worker.
+
     .venv/bin/python -m bench.score [--rate 200] [--seconds 30] [--history 150000] [--state follow|replay]
-        [--model NAME | --no-models]
+        [--model NAME | --no-models] [--workers 1] [--stream 0]
 """
 
 from __future__ import annotations
@@ -172,11 +175,29 @@ def peek_waits(base: str) -> tuple[float, float]:
 
 def score_paths(base: str) -> dict[str, float]:
     """Requests answered by each feature path so far (the API's `vigil_score_features_total`)."""
-    text = httpx.get(f"{base}/metrics", timeout=5).text
+    return _score_paths(httpx.get(f"{base}/metrics", timeout=5).text)
+
+
+def _score_paths(text: str) -> dict[str, float]:
     return {
         match[1]: float(match[2])
         for match in re.finditer(r'^vigil_score_features_total\{path="(\w+)"\} (\S+)$', text, re.M)
     }
+
+
+def all_caught_up(base: str, *, probes: int) -> bool:
+    """Whether `probes` fresh connections in a row reach a worker whose follower has read everything.
+
+    Each worker has its own registry and a fresh connection reaches any of them, so a worker still
+    catching up (lag > 0, or -1 before its follower started) fails the check sooner or later.
+    """
+    for _ in range(probes):
+        with httpx.Client() as client:  # one connection per probe: the kernel spreads them over workers
+            text = client.get(f"{base}/metrics", timeout=5).text
+        lag = re.search(r"^vigil_score_follower_lag (\S+)$", text, re.M)
+        if lag is None or float(lag[1]) != 0:
+            return False
+    return True
 
 
 def _body(i: int) -> dict[str, object]:
@@ -256,9 +277,11 @@ async def load(
 
 
 def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process so far (Linux /proc)."""
+    """User + system CPU seconds of a process and its worker processes so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return own + sum(process_cpu_seconds(int(child)) for child in children)
 
 
 def main() -> None:
@@ -274,6 +297,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--stream", type=float, default=0.0, help="Fresh transactions/s produced to tx.valid during the load."
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="API worker processes (`vigil run api --workers`), each its own follower.",
     )
     args = parser.parse_args()
     if args.no_models and args.model:
@@ -315,7 +344,7 @@ def main() -> None:
         }
         server = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "bench.score:app_factory", "--factory", "--port", str(port),
-             "--log-level", "warning", "--no-access-log"],
+             "--log-level", "warning", "--no-access-log", "--workers", str(args.workers)],
             cwd=ROOT,
             env=env,
         )  # fmt: skip
@@ -334,14 +363,17 @@ def main() -> None:
                 # Probe until the follower answers (it reads the whole history first), then let it
                 # release what it buffered (the stream's idle rule: 2 s).
                 started = time.monotonic()
-                while not score_paths(base).get("follower"):
+                while not (score_paths(base).get("follower") and all_caught_up(base, probes=10 * args.workers)):
                     httpx.post(
                         f"{base}/v1/score", json=_body(0), headers={"Authorization": f"Bearer {token}"}, timeout=5
                     )
                     if time.monotonic() - started > 600:
                         raise SystemExit("the feature follower did not catch up")
                     time.sleep(0.5)
-                print(f"  feature follower answered after {time.monotonic() - started:.1f} s")
+                print(
+                    f"  feature followers of {args.workers} worker(s) caught up after "
+                    f"{time.monotonic() - started:.1f} s"
+                )
                 time.sleep(3)
             paths_before = score_paths(base)
             waits_before = peek_waits(base)
@@ -367,13 +399,17 @@ def main() -> None:
     p50, p95, p99 = np.percentile(latencies, [50, 95, 99])
     models = "none" if args.no_models else ", ".join(args.model) or "VIGIL_ML_MODEL_NAMES"
     print(
-        f"POST /v1/score, open loop at {args.rate:.0f} req/s for {args.seconds:.0f} s: real scorer, "
+        f"POST /v1/score, open loop at {args.rate:.0f} req/s for {args.seconds:.0f} s, {args.workers} API worker(s): "
+        "real scorer, "
         f"{args.history:,} stored transactions, default rule pack, models: {models}"
     )
     answered = {path: int(count - paths_before.get(path, 0)) for path, count in paths_after.items()}
     print(f"  degraded in the last answer: {degraded or 'none'}")
-    print(f"  features answered by (VIGIL_SCORE_STATE={args.state}): {answered}")
-    if args.state == "follow":
+    if args.workers == 1:
+        print(f"  features answered by (VIGIL_SCORE_STATE={args.state}): {answered}")
+    else:  # /metrics is one worker's registry: per-run counts would mix two workers' counters
+        print(f"  features answered by (VIGIL_SCORE_STATE={args.state}): every worker's follower before the load")
+    if args.state == "follow" and args.workers == 1:
         peeks, slow = (after - before for after, before in zip(waits_after, waits_before, strict=True))
         print(
             f"  stream during the load: {stream.produced:,} transactions to tx.valid ({args.stream:.0f}/s); "
@@ -393,7 +429,7 @@ def main() -> None:
         + (f" (worst ms: {worst})" if worst else "")
     )
     print(
-        f"  API process CPU per request: {cpu_per_request * 1000:.2f} ms (all threads; one core would serve "
+        f"  API CPU per request: {cpu_per_request * 1000:.2f} ms (all threads of every worker; one core would serve "
         f"~{1 / cpu_per_request:.0f} req/s at this cost)"
     )
     print(
