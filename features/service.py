@@ -19,7 +19,7 @@ import gc
 import logging
 import time
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from operator import itemgetter
@@ -27,11 +27,11 @@ from typing import Any, Final
 
 import numpy as np
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 from sqlalchemy import Engine
 
 from core import metrics
-from core.kafka import DeadLetter, DeliveringProducer, StopFlag, make_consumer, send_dead_letters
+from core.kafka import BatchProducer, DeadLetter, StopFlag, make_consumer, send_dead_letters
 from core.settings import Settings
 from core.topics import TX_FEATURES, TX_VALID
 from features.codec import VECTOR_FORMS, Tx, VectorEncoder, batch_of, decode_transaction, decode_transactions
@@ -89,47 +89,6 @@ class StageOptions:
     @property
     def owner(self) -> str:
         return f"{self.replica_index}/{self.replicas}"
-
-
-class BatchProducer(DeliveringProducer):
-    """`DeliveringProducer` with one call per micro-batch and delivery reports for failures only.
-
-    Per message, the wrapper call and a success report (a Python `Message` and a callback) cost
-    the stage ~1-2 us of CPU. Durability is unchanged: `flush_or_raise` still waits for every
-    message and raises on any failure, because failures are still reported
-    (`delivery.report.only.error`); the produced-messages metric is counted at produce time and
-    corrected for failures.
-    """
-
-    def __init__(self, settings: Settings, *, service: str, **overrides: Any) -> None:
-        super().__init__(settings, service=service, **{"delivery.report.only.error": True, **overrides})
-
-    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
-        if error is not None:  # successes are not reported (and were counted when produced)
-            super()._on_delivery(error, message)
-            topic = message.topic() or "?"
-            self._sent[topic] = self._sent.get(topic, 0) - 1
-
-    def produce(
-        self,
-        topic: str,
-        value: bytes,
-        *,
-        key: bytes | str | None = None,
-        headers: Sequence[tuple[str, bytes]] | None = None,
-    ) -> None:
-        super().produce(topic, value, key=key, headers=headers)
-        self._sent[topic] = self._sent.get(topic, 0) + 1
-
-    def produce_batch(self, topic: str, values: list[bytes], keys: list[str], headers: list[Any]) -> None:
-        """Produce `values[i]` with `keys[i]` and `headers[i]` (lists, as librdkafka takes them)."""
-        produce, report = self._producer.produce, self._on_delivery
-        for value, key, header in zip(values, keys, headers, strict=True):
-            try:
-                produce(topic, value, key, headers=header, on_delivery=report)
-            except BufferError:  # local queue full: the base class waits for room, as for one message
-                super().produce(topic, value, key=key, headers=header)
-        self._sent[topic] = self._sent.get(topic, 0) + len(values)
 
 
 def _encode_item(tx: Tx) -> str:

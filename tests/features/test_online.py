@@ -20,12 +20,20 @@ from confluent_kafka import TopicPartition
 
 from core.contracts import FeatureVector, Transaction
 from core.errors import KafkaDeliveryError
-from core.kafka import DLQ_REASON, DeliveringProducer, ensure_topics, header_pairs, make_consumer, read_all
+from core.kafka import (
+    DLQ_REASON,
+    BatchProducer,
+    DeliveringProducer,
+    ensure_topics,
+    header_pairs,
+    make_consumer,
+    read_all,
+)
 from core.settings import Settings
 from core.topics import TX_DLQ, TX_FEATURES, TX_VALID, TopicSpec
 from features.offline import replay
 from features.registry import FEATURE_NAMES
-from features.service import SOURCE_OFFSET_HEADER, SOURCE_PARTITION_HEADER, BatchProducer
+from features.service import SOURCE_OFFSET_HEADER, SOURCE_PARTITION_HEADER
 from tests.features.generator import generate, to_csv_rows
 
 pytestmark = pytest.mark.integration
