@@ -424,6 +424,20 @@ def _string_end(buf: np.ndarray, p: int, end: int) -> int:  # pragma: no cover -
     return -1
 
 
+@njit(cache=True, inline="always")
+def _member_key_end(buf: np.ndarray, p: int, end: int) -> int:  # pragma: no cover - compiled
+    """Position after an object member's `"key":` starting at `p`; -1 if there is none."""
+    if p >= end or buf[p] != 34:
+        return -1
+    p = _string_end(buf, p, end)
+    if p < 0:
+        return -1
+    p = _skip_space(buf, p, end)
+    if p >= end or buf[p] != 58:
+        return -1
+    return p + 1
+
+
 @njit(cache=True)
 def _number_end(buf: np.ndarray, p: int, end: int) -> tuple[int, int]:  # pragma: no cover - compiled
     """(position after, _INTEGER or _DECIMAL) for `-?(0|[1-9][0-9]*)(.[0-9]+)?`; (-1, 0) otherwise."""
@@ -474,15 +488,9 @@ def _value_end(buf: np.ndarray, p: int, end: int, stack: np.ndarray) -> int:  # 
                 depth -= 1
             else:
                 if c == 123:  # a key and ":" before the member's value
-                    if p >= end or buf[p] != 34:
-                        return -1
-                    p = _string_end(buf, p, end)
+                    p = _member_key_end(buf, p, end)
                     if p < 0:
                         return -1
-                    p = _skip_space(buf, p, end)
-                    if p >= end or buf[p] != 58:
-                        return -1
-                    p += 1
                 continue
         elif c == 34:
             p = _string_end(buf, p, end)
@@ -519,16 +527,9 @@ def _value_end(buf: np.ndarray, p: int, end: int, stack: np.ndarray) -> int:  # 
             if c == 44:  # ","
                 p += 1
                 if top == 123:
-                    p = _skip_space(buf, p, end)
-                    if p >= end or buf[p] != 34:
-                        return -1
-                    p = _string_end(buf, p, end)
+                    p = _member_key_end(buf, _skip_space(buf, p, end), end)
                     if p < 0:
                         return -1
-                    p = _skip_space(buf, p, end)
-                    if p >= end or buf[p] != 58:
-                        return -1
-                    p += 1
                 break
             if c == top + 2:
                 p += 1

@@ -7,6 +7,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from core.contracts import Channel, Transaction
+from core.kafka import DeliveringProducer
+from core.settings import Settings
+from core.topics import TX_VALID
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -80,3 +83,14 @@ def to_csv_rows(transactions: list[Transaction]) -> list[dict[str, str]]:
             }
         )
     return rows
+
+
+def produce(settings: Settings, transactions: list[Transaction], extra: list[bytes] = ()) -> None:  # type: ignore[assignment]
+    """The transactions onto the test's tx.valid keyed by account, then `extra` raw records."""
+    producer = DeliveringProducer(settings, service="test")
+    topic = settings.topic(TX_VALID)
+    for tx in transactions:
+        producer.produce(topic, tx.model_dump_json().encode(), key=tx.account_id)
+    for raw in extra:
+        producer.produce(topic, raw, key=b"acc-0")
+    producer.flush_or_raise()

@@ -19,19 +19,9 @@ from features.codec import features_dict
 from features.engine import Batch, FeatureEngine
 from features.service import FeatureStage, StageOptions
 from features.store import SnapshotStore
-from tests.features.generator import generate
+from tests.features.generator import generate, produce
 
 pytestmark = pytest.mark.integration
-
-
-def _produce(settings: Settings, transactions: list[Transaction], extra: list[bytes] = ()) -> None:  # type: ignore[assignment]
-    producer = DeliveringProducer(settings, service="test")
-    topic = settings.topic(TX_VALID)
-    for tx in transactions:
-        producer.produce(topic, tx.model_dump_json().encode(), key=tx.account_id)
-    for raw in extra:
-        producer.produce(topic, raw, key=b"acc-0")
-    producer.flush_or_raise()
 
 
 class _Stage:
@@ -103,7 +93,7 @@ def test_peek_equals_what_the_stage_emits_when_the_transaction_arrives_and_chang
 ) -> None:
     traffic = generate(330, seed=21, accounts=12, merchants=6, devices=8)
     history, upcoming = traffic[:300], traffic[300:]
-    _produce(fast, history)
+    produce(fast, history)
     stage = _Stage(fast, db)
     try:
         follower = _follow(fast, db, followers)
@@ -146,7 +136,7 @@ def test_restores_the_newest_snapshot_then_follows_the_rest(
 ) -> None:
     traffic = generate(260, seed=22, accounts=10, merchants=5)
     before, after, scored = traffic[:200], traffic[200:259], traffic[259]
-    _produce(fast, before)
+    produce(fast, before)
     stage = _Stage(fast, db)
     store = SnapshotStore(db, source_topic=fast.topic(TX_VALID))
     try:
@@ -157,7 +147,7 @@ def test_restores_the_newest_snapshot_then_follows_the_rest(
         stage.close()  # a clean stop writes a snapshot of everything so far
     snapshots = store.list()
     assert snapshots and snapshots[0].processed == len(before)
-    _produce(fast, after)
+    produce(fast, after)
 
     follower = _follow(fast, db, followers)
     _read(follower, len(before) + len(after), applied=True)
@@ -171,9 +161,9 @@ def test_a_malformed_record_is_skipped_and_following_goes_on(
     fast: Settings, db: Engine, followers: list[FeatureFollower]
 ) -> None:
     traffic = generate(80, seed=23, accounts=5)
-    _produce(fast, traffic[:40], extra=[b"{not json", b'{"transaction_id": "x"}'])
+    produce(fast, traffic[:40], extra=[b"{not json", b'{"transaction_id": "x"}'])
     follower = _follow(fast, db, followers)  # from the beginning: no snapshot
-    _produce(fast, traffic[40:79])
+    produce(fast, traffic[40:79])
     _read(follower, 79, applied=True)
     assert follower.skipped == 2 and follower.status().error is None and follower.ready
     assert follower.status().snapshot_id is None
@@ -184,7 +174,7 @@ def test_a_transaction_behind_what_was_released_is_peeked_like_a_late_one(
     fast: Settings, db: Engine, followers: list[FeatureFollower]
 ) -> None:
     traffic = generate(40, seed=24, accounts=3)
-    _produce(fast, traffic)
+    produce(fast, traffic)
     follower = _follow(fast, db, followers)
     _read(follower, len(traffic), applied=True)
     old = traffic[10].model_copy(update={"transaction_id": "tx-late"})
@@ -213,7 +203,7 @@ def test_peeks_while_the_follower_grows_its_state_always_see_a_consistent_state(
     """
     mine = generate(61, seed=26, accounts=2, merchants=3, devices=2)
     history, scored = mine[:60], mine[60]
-    _produce(fast, history)
+    produce(fast, history)
     follower = _follow(fast, db, followers)
     _read(follower, len(history), applied=True)
     expected = _offline_row(mine)
@@ -243,7 +233,7 @@ def test_peeks_while_the_follower_grows_its_state_always_see_a_consistent_state(
     peeker = threading.Thread(target=peek_meanwhile, daemon=True)
     peeker.start()  # from before the first message is produced until all are applied
     try:
-        _produce(fast, others)
+        produce(fast, others)
         _read(follower, len(history) + len(others), applied=True, timeout=30)
     finally:
         done.set()

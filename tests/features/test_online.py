@@ -23,7 +23,6 @@ from core.errors import KafkaDeliveryError
 from core.kafka import (
     DLQ_REASON,
     BatchProducer,
-    DeliveringProducer,
     ensure_topics,
     header_pairs,
     make_consumer,
@@ -34,7 +33,7 @@ from core.topics import TX_DLQ, TX_FEATURES, TX_VALID, TopicSpec
 from features.offline import replay
 from features.registry import FEATURE_NAMES
 from features.service import SOURCE_OFFSET_HEADER, SOURCE_PARTITION_HEADER
-from tests.features.generator import generate, to_csv_rows
+from tests.features.generator import generate, produce, to_csv_rows
 
 pytestmark = pytest.mark.integration
 LATENESS = 10.0
@@ -48,16 +47,6 @@ def _shuffled_within_lateness(transactions: list[Transaction]) -> list[Transacti
         if gap < LATENESS - 1:
             out[i], out[i + 1] = out[i + 1], out[i]
     return out
-
-
-def _produce(settings: Settings, transactions: list[Transaction], extra: list[bytes] = ()) -> None:  # type: ignore[assignment]
-    producer = DeliveringProducer(settings, service="test")
-    topic = settings.topic(TX_VALID)
-    for tx in transactions:
-        producer.produce(topic, tx.model_dump_json().encode(), key=tx.account_id)
-    for raw in extra:
-        producer.produce(topic, raw, key=b"acc-0")
-    producer.flush_or_raise()
 
 
 def _offline(tmp_path: Path, transactions: list[Transaction]) -> dict[str, dict[str, float | None]]:
@@ -162,7 +151,7 @@ def test_online_with_three_partitions_equals_offline_replay(
     topics: Settings, db: object, tmp_path: Path, stages: list[_Stage]
 ) -> None:
     transactions = generate(1500, seed=11)
-    _produce(topics, _shuffled_within_lateness(transactions))
+    produce(topics, _shuffled_within_lateness(transactions))
     stages.append(_Stage(topics, tmp_path / "stage.log"))
     online = _outputs(topics, len(transactions), timeout=120)
     assert stages[0].stop() == 0, (tmp_path / "stage.log").read_text()
@@ -188,19 +177,19 @@ def test_kill_minus_nine_mid_stream_gives_identical_output_without_gaps_or_dupli
     waves = [transactions[i : i + 500] for i in range(0, len(transactions), 500)]
     log = tmp_path / "stage.log"
     options = ("--snapshot-interval", snapshot_interval)
-    _produce(topics, _shuffled_within_lateness(waves[0]))
+    produce(topics, _shuffled_within_lateness(waves[0]))
     stages.append(_Stage(topics, log, *options))
     assert len(_outputs(topics, 1, timeout=60)) >= 1, log.read_text()
     for wave in waves[1:4]:
-        _produce(topics, _shuffled_within_lateness(wave))
+        produce(topics, _shuffled_within_lateness(wave))
         time.sleep(0.3)
     stages[0].kill()  # mid-stream: some of waves 1-3 emitted, some not
     before = len(read_all(topics, topics.topic(TX_FEATURES)))
     for wave in waves[4:6]:
-        _produce(topics, _shuffled_within_lateness(wave))
+        produce(topics, _shuffled_within_lateness(wave))
     stages.append(_Stage(topics, log, *options))
     for wave in waves[6:]:
-        _produce(topics, _shuffled_within_lateness(wave))
+        produce(topics, _shuffled_within_lateness(wave))
         time.sleep(0.2)
     online = _settled_outputs(topics, len(transactions), timeout=180)
     assert stages[1].stop() == 0, log.read_text()
@@ -221,7 +210,7 @@ def test_malformed_messages_are_dead_lettered_and_the_stream_goes_on(
     topics: Settings, db: object, tmp_path: Path, stages: list[_Stage]
 ) -> None:
     transactions = generate(30, seed=13)
-    _produce(topics, transactions, extra=[b"{broken", b'{"schema_version": 1, "transaction_id": "x"}'])
+    produce(topics, transactions, extra=[b"{broken", b'{"schema_version": 1, "transaction_id": "x"}'])
     stages.append(_Stage(topics, tmp_path / "stage.log"))
     online = _outputs(topics, len(transactions), timeout=60)
     assert stages[0].stop() == 0
@@ -236,7 +225,7 @@ def test_two_replicas_share_the_output_and_agree_with_offline(
     topics: Settings, db: object, tmp_path: Path, stages: list[_Stage]
 ) -> None:
     transactions = generate(1200, seed=14, merchants=6, devices=5)  # merchants and devices span partitions
-    _produce(topics, _shuffled_within_lateness(transactions))
+    produce(topics, _shuffled_within_lateness(transactions))
     log = tmp_path / "stage.log"
     stages.append(_Stage(topics, log, "--replicas", "2", "--replica-index", "0"))
     stages.append(_Stage(topics, log, "--replicas", "2", "--replica-index", "1"))
@@ -261,18 +250,18 @@ def test_kill_minus_nine_after_delta_snapshots_gives_identical_output(
     transactions = history + later
     waves = [later[i : i + 250] for i in range(0, len(later), 250)]
     log = tmp_path / "stage.log"
-    _produce(topics, _shuffled_within_lateness(history))
+    produce(topics, _shuffled_within_lateness(history))
     stages.append(_Stage(topics, log))
     assert len(_outputs(topics, len(history), timeout=120)) == len(history), log.read_text()
     time.sleep(1.5)  # a full snapshot of the history is written
     for wave in waves[:4]:
-        _produce(topics, _shuffled_within_lateness(wave))
+        produce(topics, _shuffled_within_lateness(wave))
         time.sleep(0.8)  # snapshots every 0.5 s: deltas of the few busy accounts
     stages[0].kill()
     before = len(read_all(topics, topics.topic(TX_FEATURES)))
     stages.append(_Stage(topics, log))
     for wave in waves[4:]:
-        _produce(topics, _shuffled_within_lateness(wave))
+        produce(topics, _shuffled_within_lateness(wave))
         time.sleep(0.2)
     online = _settled_outputs(topics, len(transactions), timeout=180)
     assert stages[1].stop() == 0, log.read_text()
