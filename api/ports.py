@@ -130,7 +130,13 @@ class ScoreOutcome:
 class Scorer(Protocol):
     """Scores one transaction now, with current features and every detector family."""
 
-    def score(self, transaction: Transaction) -> ScoreOutcome: ...
+    def score(self, transaction: Transaction) -> ScoreOutcome:
+        """May block on I/O: the API calls it on a worker thread."""
+        ...
+
+    def score_now(self, transaction: Transaction) -> ScoreOutcome | None:
+        """The score if it can be had without blocking I/O (the API calls it on its event loop), else None."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,9 @@ beginning (no features snapshot); the load starts once the follower answers. `--
 replay` measures the replay path instead (VIGIL_SCORE_STATE=replay). The path that
 answered the measured requests is printed (from the API's `vigil_score_features_total`).
 `--model NAME` serves that registered model's @champion (default: VIGIL_ML_MODEL_NAMES;
-`--no-models` serves none); a model that cannot load is reported as degraded.
+`--no-models` serves none; `--train-models` first trains an IsolationForest and a supervised
+model on generated traffic and serves them as `bench-score-unsupervised` / `-supervised`);
+a model that cannot load is reported as degraded.
 
 Besides latency it prints the API process's CPU time per request (user + system, read from
 /proc over the whole run): the load-independent cost, i.e. how many requests one core could
@@ -25,7 +27,7 @@ share of following the stream is (nothing is produced to tx.valid during the run
 pods), each with its own follower; the CPU figure then sums every worker.
 
     .venv/bin/python -m bench.score [--rate 200] [--seconds 30] [--history 150000] [--state follow|replay]
-        [--model NAME | --no-models] [--workers 1] [--stream 0]
+        [--model NAME | --no-models | --train-models] [--workers 1] [--stream 0]
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Final
 
 import httpx
 import numpy as np
@@ -106,6 +109,34 @@ def seed_history(settings: Settings, rows: int) -> None:
             producer.poll(0)
     producer.flush_or_raise()
     engine.dispose()
+
+
+BENCH_MODELS: Final = {"bench-score-unsupervised": "isolation_forest", "bench-score-supervised": "supervised"}
+
+
+def train_bench_models(settings: Settings) -> list[str]:
+    """An IsolationForest and a supervised model trained on generated traffic, champions of the bench's names.
+
+    The same generator and features as `bench.ml` (60,000 payments over 10 days); registering is
+    idempotent (a version trained from the same data is reused), so a second run only re-points
+    the aliases. Returns the model names to serve.
+    """
+    import tempfile
+
+    from bench.ml import _generate
+    from detectors.ml import ModelKind, ModelRegistry, TrainingOptions, train_model
+
+    registry = ModelRegistry(settings.mlflow_tracking_uri)
+    with tempfile.TemporaryDirectory(prefix="vigil-bench-score-") as scratch:
+        frame, _, labels = _generate(Path(scratch), 60_000, 10.0)
+    cutoff = datetime.fromtimestamp(float(frame.event_time.max()), UTC)
+    options = TrainingOptions(label_delay=timedelta(hours=12))
+    for name, kind in BENCH_MODELS.items():
+        outcome = train_model(frame=frame, labels=labels, kind=ModelKind(kind), cutoff=cutoff, options=options)
+        version = registry.register(name=name, outcome=outcome, experiment="vigil-bench")
+        registry.promote(name=name, version=version.version)
+        print(f"  {name}: {kind} version {version.version} is the champion")
+    return list(BENCH_MODELS)
 
 
 def drop_topics(settings: Settings) -> None:
@@ -293,6 +324,11 @@ def main() -> None:
     parser.add_argument("--model", action="append", default=[], help="Registered model to serve (repeatable).")
     parser.add_argument("--no-models", action="store_true", help="Serve no ML model (VIGIL_ML_MODEL_NAMES=[]).")
     parser.add_argument(
+        "--train-models",
+        action="store_true",
+        help=f"Train and serve the bench's champions ({', '.join(BENCH_MODELS)}) first.",
+    )
+    parser.add_argument(
         "--state", choices=("follow", "replay"), default="follow", help="VIGIL_SCORE_STATE of the API (features path)."
     )
     parser.add_argument(
@@ -305,9 +341,11 @@ def main() -> None:
         help="API worker processes (`vigil run api --workers`), each its own follower.",
     )
     args = parser.parse_args()
-    if args.no_models and args.model:
-        parser.error("--no-models and --model exclude each other")
+    if args.no_models + bool(args.model) + args.train_models > 1:
+        parser.error("--no-models, --model and --train-models exclude each other")
     names = [] if args.no_models else args.model
+    if args.train_models:
+        names = train_bench_models(load_settings())
     with scratch_database() as settings:
         ensure_topics(settings, [TopicSpec(TX_VALID)])
         seed_history(settings, args.history)
@@ -397,7 +435,7 @@ def main() -> None:
             server.wait(timeout=15)
             drop_topics(settings)
     p50, p95, p99 = np.percentile(latencies, [50, 95, 99])
-    models = "none" if args.no_models else ", ".join(args.model) or "VIGIL_ML_MODEL_NAMES"
+    models = "none" if args.no_models else ", ".join(names) or "VIGIL_ML_MODEL_NAMES"
     print(
         f"POST /v1/score, open loop at {args.rate:.0f} req/s for {args.seconds:.0f} s, {args.workers} API worker(s): "
         "real scorer, "

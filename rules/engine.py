@@ -54,6 +54,18 @@ class RuleEngine:
             self.refresh()
         return self._ruleset
 
+    @property
+    def poll_seconds(self) -> float:
+        return self._poll_seconds
+
+    def loaded(self) -> RuleSet | None:
+        """The rule set loaded last, without polling (None before the first load succeeded).
+
+        For callers that must not wait on the database (a request answered on the event loop);
+        something else calls `refresh` on a schedule.
+        """
+        return None if self._fingerprint is None else self._ruleset
+
     def refresh(self, *, force: bool = False) -> bool:
         """Check the database now; True when the rules were recompiled."""
         with self._lock:

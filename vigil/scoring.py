@@ -12,13 +12,14 @@ One transaction is scored now, without waiting for the stream (docs/adr/0010):
    first, at most `score_history_rows` each, no older than the longest feature window)
    and go, then the transaction, through the stream's own `FeatureEngine` (same kernels,
    same order by event time and id);
-3. detectors: the statistical detectors, the tenant's enabled rules (hot-reloaded like
-   `detect-rules`) and the ML champions (followed in the background like `detect-ml`)
-   judge the one feature vector.
+3. detectors: the statistical detectors, the tenant's enabled rules (reloaded by a background
+   poller every few seconds, like `detect-rules` reloads them) and the ML champions (followed
+   in the background like `detect-ml`) judge the one feature vector.
 
 Nothing is written. Detectors that cannot judge normally (no model loaded, registry
 down, rules unreadable) are listed in `degraded`; the request still answers.
-Features are per request (on the API's worker threads); the detectors run in a
+When the follower answers, nothing waits on I/O and the API calls `score_now` on its event
+loop; only the replay path (a database read) runs on a worker thread. The detectors run in a
 `DetectorStage` that judges the vectors of concurrent requests together (on the thread of
 whichever request holds it, no hand-off):
 at one row, a detector's cost is almost all per-call overhead (numpy dispatch, verdict
@@ -339,6 +340,8 @@ class SyncScorer:
         self._stage = DetectorStage(self._judge_all)
         self._ruleset: RuleSet | None = None  # the rule set `_rule_detectors` were built for
         self._rule_detectors: list[RuleDetector] = []
+        self._rule_poller: threading.Thread | None = None
+        self._closed = threading.Event()
 
     def warm(self) -> None:
         """Before serving: load the feature kernels, start following the model registry and load the rules.
@@ -371,23 +374,55 @@ class SyncScorer:
             self._started.set()
             self._models.start(wait_seconds=0.0)
         if self._rules is not None:
-            try:
-                self._rules.refresh()
-            except SQLAlchemyError as exc:
-                log.warning("rules not loaded at start; scoring retries", extra={"error": str(exc)})
+            self._poll_rules_once(self._rules)  # now: the first requests judge with the rules
+            if self._rule_poller is None:
+                self._rule_poller = threading.Thread(
+                    target=self._poll_rules, args=(self._rules,), name="score-rules", daemon=True
+                )
+                self._rule_poller.start()
+
+    def _poll_rules(self, rules: RuleEngine) -> None:
+        """Reload the rules in the background: no request waits on the rules table (docs/adr/0010)."""
+        while not self._closed.wait(rules.poll_seconds):
+            self._poll_rules_once(rules)
+
+    @staticmethod
+    def _poll_rules_once(rules: RuleEngine) -> None:
+        try:
+            rules.refresh()
+        except SQLAlchemyError as exc:  # only before the first load: later failures keep the loaded rules
+            log.warning("rules not loaded yet; scoring lists them as degraded and retries", extra={"error": str(exc)})
+
+    def score_now(self, transaction: Transaction) -> ScoreOutcome | None:
+        """The score if it needs no I/O (the follower answers), else None: call `score` on a worker thread.
+
+        CPU only (a peek, then the detectors, with the rules the background poller loaded), so the
+        API runs it on its event loop: a hop to a worker thread and back costs more CPU than the
+        scoring itself and, under load, waits for the GIL twice.
+        """
+        vector = self._peeked(transaction)
+        return None if vector is None else self._judged(vector, "follower")
 
     def score(self, transaction: Transaction) -> ScoreOutcome:
+        """The score, replaying stored history (a database read) when the follower cannot answer."""
+        vector = self._peeked(transaction)
+        if vector is not None:
+            return self._judged(vector, "follower")
+        return self._judged(feature_vector(transaction, self._history.read(transaction)), "replay")
+
+    def _peeked(self, transaction: Transaction) -> FeatureVector | None:
+        follower = self._follower
+        if follower is None or not follower.ready:
+            return None
+        try:
+            return vector_of(transaction, follower.peek(transaction))
+        except Exception:  # a defect in the follower must not fail the score: the replay path answers
+            log.exception("feature follower could not peek; replaying history for this score")
+            return None
+
+    def _judged(self, vector: FeatureVector, path: str) -> ScoreOutcome:
         from api.ports import ScoreOutcome
 
-        follower = self._follower
-        vector = None
-        if follower is not None and follower.ready:
-            try:
-                vector, path = vector_of(transaction, follower.peek(transaction)), "follower"
-            except Exception:  # a defect in the follower must not fail the score: the replay path answers
-                log.exception("feature follower could not peek; replaying history for this score")
-        if vector is None:
-            vector, path = feature_vector(transaction, self._history.read(transaction)), "replay"
         self.paths[path] += 1
         self._path_counters[path].inc()
         verdicts, degraded = self._stage.submit(vector)
@@ -414,12 +449,7 @@ class SyncScorer:
         from api.ports import DetectorVerdict
         from rules import detectors_for
 
-        ruleset = None
-        if self._rules is not None:
-            try:
-                ruleset = self._rules.current()
-            except SQLAlchemyError as exc:
-                log.warning("rules unavailable for scoring", extra={"error": str(exc)})
+        ruleset = None if self._rules is None else self._rules.loaded()
         if ruleset is None:
             for _, degraded in rows:
                 degraded.append("rules")
@@ -484,6 +514,9 @@ class SyncScorer:
         return "follower" if self._follower is not None and self._follower.ready else "replay"
 
     def close(self) -> None:
+        self._closed.set()
+        if self._rule_poller is not None:
+            self._rule_poller.join(timeout=5)
         if self._follower is not None:
             self._follower.close()
         self._stage.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -200,12 +201,18 @@ def test_notification_log(client: TestClient, db: Engine, token_for: TokenFactor
 class FixedScorer:
     """A `Scorer` with a fixed verdict, to test the API side of scoring (thresholds, reasons, tenancy)."""
 
-    def __init__(self, score: float) -> None:
+    def __init__(self, score: float, *, in_memory: bool = False) -> None:
         self.value = score
+        self.in_memory = in_memory  # answers `score_now` (the event loop's path), like a ready follower
         self.seen: list[Transaction] = []
+        self.threads: list[str] = []
+
+    def score_now(self, transaction: Transaction) -> ScoreOutcome | None:
+        return self.score(transaction) if self.in_memory else None
 
     def score(self, transaction: Transaction) -> ScoreOutcome:
         self.seen.append(transaction)
+        self.threads.append(threading.current_thread().name)
         reason = Reason(feature="amount", value=float(transaction.amount), baseline=10.0, text="Amount is high.")
         return ScoreOutcome(
             score=self.value,
@@ -220,12 +227,13 @@ class FixedScorer:
 
 
 @pytest.mark.parametrize(
-    ("score", "decision"), [(10.0, "approve"), (50.0, "review"), (79.9, "review"), (80.0, "decline")]
+    ("score", "decision", "in_memory"),
+    [(10.0, "approve", False), (50.0, "review", True), (79.9, "review", False), (80.0, "decline", True)],
 )
 def test_score_applies_the_configured_thresholds(
-    api_settings: Settings, db: Engine, token_for: TokenFactory, score: float, decision: str
+    api_settings: Settings, db: Engine, token_for: TokenFactory, score: float, decision: str, in_memory: bool
 ) -> None:
-    scorer = FixedScorer(score)
+    scorer = FixedScorer(score, in_memory=in_memory)
     app = create_app(api_settings, ports=ApiPorts(scorer=scorer), engine=db)
     body: dict[str, Any] = {
         "transaction_id": "tx-s",
@@ -247,10 +255,12 @@ def test_score_applies_the_configured_thresholds(
     assert result["thresholds"] == {"review": 50.0, "decline": 80.0}
     assert result["reasons"][0]["text"] == "Amount is high."
     assert result["degraded"] == ["ml:iforest"] and result["detectors"][1]["score"] is None
+    # In memory: scored on the event loop's thread; otherwise (it may read the database) on a worker thread.
+    assert len(scorer.seen) == 1
+    assert scorer.threads[0].startswith("AnyIO worker thread") is not in_memory
 
 
 def test_principal_cache_loads_each_principal_once_under_concurrency(db: Engine, token_for: TokenFactory) -> None:
-    import threading
 
     from sqlalchemy import event
 
