@@ -34,17 +34,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import re
 import socket
 import subprocess
 import sys
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import httpx
 import numpy as np
@@ -150,48 +150,62 @@ def drop_topics(settings: Settings) -> None:
 class Stream:
     """Fresh payments produced to tx.valid at a steady rate while the load runs (the follower applies them).
 
-    Event times run up to just before SCORED_AT, so the scored transactions stay in order.
+    Event times run up to just before SCORED_AT, so the scored transactions stay in order. The producer
+    runs in a process of its own: as a thread of this one it would take the GIL from the load generator's
+    event loop hundreds of times a second, which the latencies would then show as the server's.
     """
 
     def __init__(self, settings: Settings, rate: float, seconds: float) -> None:
-        self._settings = settings
-        self._rate = rate
+        context = multiprocessing.get_context("spawn")
         self._count = int(rate * seconds)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.produced = 0
+        self._produced = context.Value("q", 0)
+        self._ready = context.Event()
+        self._stop = context.Event()
+        self._process = context.Process(
+            target=_produce_stream,
+            args=(settings, rate, self._count, self._ready, self._stop, self._produced),
+            daemon=True,
+        )
+
+    @property
+    def produced(self) -> int:
+        return int(self._produced.value)
 
     def __enter__(self) -> Stream:
         if self._count:
-            self._thread.start()
+            self._process.start()
+            if not self._ready.wait(120):
+                raise SystemExit("the stream producer did not start")
         return self
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         if self._count:
-            self._thread.join(30)
+            self._process.join(30)
 
-    def _run(self) -> None:
-        producer = DeliveringProducer(self._settings, service="bench")
-        topic = self._settings.topic(TX_VALID)
-        first = SCORED_AT - timedelta(seconds=1) - timedelta(seconds=self._count / self._rate)
-        messages = []
-        for i in range(self._count):
-            at = first + timedelta(seconds=i / self._rate)
-            row = {**_body(i * 13 + 7), "transaction_id": f"live-{i}", "tenant_id": TENANT, "occurred_at": at}
-            transaction = Transaction.model_validate(row)
-            messages.append((transaction.model_dump_json().encode(), transaction.account_id))
-        start = time.perf_counter()
-        for i, (value, key) in enumerate(messages):
-            if self._stop.is_set():
-                break
-            delay = start + i / self._rate - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            producer.produce(topic, value, key=key)
-            producer.poll(0)
-            self.produced += 1
-        producer.flush_or_raise()
+
+def _produce_stream(settings: Settings, rate: float, count: int, ready: Any, stop: Any, produced: Any) -> None:
+    producer = DeliveringProducer(settings, service="bench")
+    topic = settings.topic(TX_VALID)
+    first = SCORED_AT - timedelta(seconds=1) - timedelta(seconds=count / rate)
+    messages = []
+    for i in range(count):
+        at = first + timedelta(seconds=i / rate)
+        row = {**_body(i * 13 + 7), "transaction_id": f"live-{i}", "tenant_id": TENANT, "occurred_at": at}
+        transaction = Transaction.model_validate(row)
+        messages.append((transaction.model_dump_json().encode(), transaction.account_id))
+    ready.set()
+    start = time.perf_counter()
+    for i, (value, key) in enumerate(messages):
+        if stop.is_set():
+            break
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        producer.produce(topic, value, key=key)
+        producer.poll(0)
+        produced.value += 1
+    producer.flush_or_raise()
 
 
 def peek_waits(base: str) -> tuple[float, float]:

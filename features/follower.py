@@ -74,6 +74,14 @@ class FollowerStatus:
     error: str | None  # why the follower stopped, if it did
 
 
+def _freeze_if_frozen() -> None:
+    """In a process that keeps its long-lived objects out of the collector's scans (the API server,
+    `create_app(freeze_gc=True)`), do the same with the follower's state; tests do not freeze."""
+    if gc.get_freeze_count():
+        gc.collect()
+        gc.freeze()
+
+
 def _entity_keys(tx: Tx) -> list[EntityKey]:
     keys: list[EntityKey] = [(0, tx.account_id), (2, tx.merchant_id)]
     if tx.card_id is not None:
@@ -290,11 +298,7 @@ class FeatureFollower:
             self._index([(e.time, e.transaction_id, e.partition, e.offset, e.item) for e in sequencer.pending()])
         consumer.assign(assignment)
         self._last_seen = dict.fromkeys(partitions, time.monotonic())
-        if gc.get_freeze_count():
-            # A process that keeps its long-lived objects out of the collector's scans (the API server,
-            # `create_app(freeze_gc=True)`) does the same with the restored key maps; tests do not freeze.
-            gc.collect()
-            gc.freeze()
+        _freeze_if_frozen()
         log.info(
             "feature follower restored",
             extra={"snapshot_id": self._snapshot_id, "processed": engine.processed, "partitions": len(partitions)},
@@ -419,5 +423,9 @@ class FeatureFollower:
 
     def _check_ready(self) -> None:
         if all(self._position(p) >= self._targets[p] for p in self._partitions):
+            # What catching up built (the stream since the snapshot) is long-lived too: out of the
+            # collector's sight before the first peek, or every full collection scans it (45-170 ms
+            # pauses of the event loop measured with 150,000 events caught up from the log).
+            _freeze_if_frozen()
             self._ready = True
             log.info("feature follower caught up", extra={"processed": self._engine.processed})
