@@ -39,7 +39,7 @@ from bench._common import report, scratch_database
 from core.contracts import FeatureVector
 from core.db import make_engine
 from core.detection import AnomalyWriter, Detections, FeatureBatch, Thresholds, detect, detect_batch
-from core.kafka import DeliveringProducer, client_config, ensure_topics
+from core.kafka import BatchProducer, client_config, ensure_topics
 from core.settings import Settings, load_settings
 from core.topics import STREAM_TOPICS
 from detectors import statistical_detectors
@@ -131,7 +131,7 @@ def bench_writer(rows: int = 100_000, batch: int = 5000) -> None:
             engine = make_engine(settings, pool_size=1)  # one backend, whose CPU we read
             with engine.connect() as connection:
                 pid = int(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
-            producer = DeliveringProducer(settings, service="bench")
+            producer = BatchProducer(settings, service="bench")  # as `run_detection_service` has it
             writer = AnomalyWriter(engine=engine, producer=producer, settings=settings, service="bench")
             rounds = max(1, rows // batch)
             for wide in (False, True):

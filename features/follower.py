@@ -17,7 +17,6 @@ microseconds each) and lets waiting requests in between, so a peek waits about a
 
 from __future__ import annotations
 
-import gc
 import logging
 import math
 import queue
@@ -35,6 +34,7 @@ from sqlalchemy import Engine
 from core import metrics
 from core.contracts import Transaction
 from core.kafka import make_consumer
+from core.memory import freeze_long_lived
 from core.settings import Settings
 from core.topics import TX_VALID
 from features.codec import MalformedTransactionError, Tx, batch_of, decode_transaction
@@ -72,14 +72,6 @@ class FollowerStatus:
     unapplied: int  # events read but not yet applied (waiting for the watermark)
     snapshot_id: int | None  # the snapshot restored (None: started from the beginning)
     error: str | None  # why the follower stopped, if it did
-
-
-def _freeze_if_frozen() -> None:
-    """In a process that keeps its long-lived objects out of the collector's scans (the API server,
-    `create_app(freeze_gc=True)`), do the same with the follower's state; tests do not freeze."""
-    if gc.get_freeze_count():
-        gc.collect()
-        gc.freeze()
 
 
 def _entity_keys(tx: Tx) -> list[EntityKey]:
@@ -298,7 +290,7 @@ class FeatureFollower:
             self._index([(e.time, e.transaction_id, e.partition, e.offset, e.item) for e in sequencer.pending()])
         consumer.assign(assignment)
         self._last_seen = dict.fromkeys(partitions, time.monotonic())
-        _freeze_if_frozen()
+        freeze_long_lived()  # the restored key maps
         log.info(
             "feature follower restored",
             extra={"snapshot_id": self._snapshot_id, "processed": engine.processed, "partitions": len(partitions)},
@@ -426,6 +418,6 @@ class FeatureFollower:
             # What catching up built (the stream since the snapshot) is long-lived too: out of the
             # collector's sight before the first peek, or every full collection scans it (45-170 ms
             # pauses of the event loop measured with 150,000 events caught up from the log).
-            _freeze_if_frozen()
+            freeze_long_lived()
             self._ready = True
             log.info("feature follower caught up", extra={"processed": self._engine.processed})

@@ -80,6 +80,26 @@ _HISTORY_COLUMNS: Final = (
 )
 
 
+def _warm_up_transaction() -> Transaction:
+    return Transaction.model_validate(
+        {
+            "transaction_id": "vigil-warm-up",
+            "tenant_id": "vigil-warm-up",
+            "occurred_at": "2026-01-01T00:00:00Z",
+            "account_id": "a",
+            "card_id": "c",
+            "merchant_id": "m",
+            "merchant_category": "5411",
+            "amount": "1.00",
+            "currency": "EUR",
+            "channel": "ecommerce",
+            "country": "DE",
+            "device_id": "d",
+            "ip": "10.0.0.1",
+        }
+    )
+
+
 class ScoringError(VigilError):
     """The transaction could not be scored (history unreadable)."""
 
@@ -363,7 +383,7 @@ class SyncScorer:
             lat=0.0,
             lon=0.0,
         )
-        small_engine().compute(warmup)  # numba loads (or compiles) the kernels on first use
+        row = small_engine().compute(warmup)[-1]  # numba loads (or compiles) the kernels on first use
         sys.setswitchinterval(_SWITCH_INTERVAL)
         if self._follower is not None:
             self._follower.start()  # restores and catches up in the background; replay answers meanwhile
@@ -380,6 +400,10 @@ class SyncScorer:
                     target=self._poll_rules, args=(self._rules,), name="score-rules", daemon=True
                 )
                 self._rule_poller.start()
+        # Every detector once on a throwaway row: first calls load compiled kernels and build lazy
+        # objects (tens of thousands), which should happen before serving and be frozen with the rest
+        # of start-up (`create_app(freeze_gc=True)`), not be rescanned by the collector mid-request.
+        self._judge_all([vector_of(_warm_up_transaction(), row)])
 
     def _poll_rules(self, rules: RuleEngine) -> None:
         """Reload the rules in the background: no request waits on the rules table (docs/adr/0010)."""

@@ -35,6 +35,7 @@ from core import metrics
 from core.contracts import DetectorFamily, Reason
 from core.detection import FeatureBatch, FloatArray, Scores, Thresholds
 from core.kafka import StopFlag
+from core.memory import freeze_long_lived
 from core.settings import Settings
 from detectors.ml.columns import matrix_from_vectors
 from detectors.ml.model import Contribution, FittedModel
@@ -268,6 +269,9 @@ class ModelWatcher:
             raise
         previous = self._detector
         self._detector = MLDetector(model=model, model_name=self.name, model_version=version)
+        # A served model lives until the next promotion: out of the API's full collections (no collection
+        # first, which would pause requests while the watcher thread holds the GIL).
+        freeze_long_lived(collect=False)
         metrics.ML_MODEL_LOADS.labels(self.name, "loaded").inc()
         if version.isdigit():
             metrics.ML_MODEL_VERSION.labels(self.name).set(int(version))
