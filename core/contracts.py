@@ -54,6 +54,17 @@ def currency_minor_units(currency: str) -> int:
     return _MINOR_UNITS.get(currency, 2)
 
 
+def in_currency_units(amount: Decimal, currency: str) -> Decimal:
+    """`amount` written with the currency's decimals (42.5000 EUR -> 42.50, 7.0000 JPY -> 7).
+
+    The database keeps four decimals for every currency; a transaction read back must carry the
+    decimals it was sent with, or the same payment sent again fails the contract's decimals check.
+    An amount that has more decimals than the currency allows is returned unchanged, never rounded.
+    """
+    shown = amount.quantize(Decimal(1).scaleb(-currency_minor_units(currency)))
+    return shown if shown == amount else amount
+
+
 class Channel(StrEnum):
     CARD_PRESENT = "card_present"
     ECOMMERCE = "ecommerce"

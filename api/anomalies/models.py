@@ -7,9 +7,9 @@ from decimal import Decimal
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from core.contracts import AnomalyStatus, DetectorFamily, EntityType, Reason, Severity
+from core.contracts import AnomalyStatus, DetectorFamily, EntityType, Reason, Severity, in_currency_units
 
 AnomalySort = Literal["-event_time", "event_time", "-score", "score"]
 
@@ -64,6 +64,12 @@ class AnomalySummary(BaseModel):
     amount: Decimal | None = None
     currency: str | None = None
     reasons: list[Reason]
+
+    @model_validator(mode="after")
+    def _amount_in_currency_units(self) -> AnomalySummary:
+        if self.amount is not None and self.currency is not None:
+            self.amount = in_currency_units(self.amount, self.currency)
+        return self
 
 
 class AnomalyDetail(AnomalySummary):

@@ -7,11 +7,11 @@ from decimal import Decimal
 from typing import Any, Final, Literal
 
 import pycountry
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.anomalies.models import AnomalySummary
 from api.cases.models import CaseSummary
-from core.contracts import Transaction
+from core.contracts import Transaction, in_currency_units
 
 BATCH_MAX_ITEMS: Final = 1000
 
@@ -58,6 +58,13 @@ class TransactionView(BaseModel):
     lat: float | None
     lon: float | None
     attributes: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _amount_in_currency_units(self) -> TransactionView:
+        # Stored with four decimals for every currency: shown as sent, so it can be sent again.
+        self.amount = in_currency_units(self.amount, self.currency)
+        return self
+
     ingested_at: datetime
 
 

@@ -170,7 +170,7 @@ def test_detail_has_reasons_and_feature_snapshot(client: TestClient, db: Engine,
     body = response.json()
     assert body["features"] == {"amount": 999.0, "account_count_1h": 3.0}
     assert body["reasons"][0]["text"] == "secret-tenant-a amount"
-    assert body["amount"] == "999.0000"
+    assert body["amount"] == "999.00"  # stored with four decimals, shown with the currency's two
     missing = client.get("/v1/anomalies/00000000-0000-0000-0000-000000000000", headers=bearer(token_for("viewer")))
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
 

@@ -125,7 +125,8 @@ def test_transaction_detail_and_entity_timeline(
         )
     token = token_for("viewer")
     detail = client.get("/v1/transactions/tx-tenant-a", headers=bearer(token)).json()
-    assert detail["amount"] == "42.5000" and detail["case"]["status"] == "open"
+    # Stored as 42.5000 (four decimals for every currency), shown as sent: it can be submitted again.
+    assert detail["amount"] == "42.50" and detail["case"]["status"] == "open"
     assert [a["detector_name"] for a in detail["anomalies"]] == ["amount_zscore"]
     timeline = client.get("/v1/entities/card/card-7/timeline?limit=3", headers=bearer(token)).json()
     assert [t["transaction_id"] for t in timeline["transactions"]] == ["tx-card-0", "tx-card-1", "tx-card-2"]

@@ -20,6 +20,7 @@ from core.contracts import (
     Transaction,
     anomaly_id_for,
     currency_minor_units,
+    in_currency_units,
 )
 
 IDS = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,30}", fullmatch=True)
@@ -121,6 +122,16 @@ def test_currency_scale_follows_iso_4217() -> None:
     with pytest.raises(ValidationError):
         Transaction.model_validate(valid_payload(amount="15.5", currency="JPY"))
     assert Transaction.model_validate(valid_payload(amount="1.125", currency="KWD")).amount == Decimal("1.125")
+
+
+def test_stored_amounts_read_back_with_the_currencys_decimals_and_pass_the_contract_again() -> None:
+    # The database keeps four decimals for every currency (numeric(18, 4)).
+    for stored, currency, shown in [("42.5000", "EUR", "42.50"), ("7.0000", "JPY", "7"), ("1.1250", "KWD", "1.125")]:
+        assert str(in_currency_units(Decimal(stored), currency)) == shown
+        Transaction.model_validate(valid_payload(amount=shown, currency=currency))
+        with pytest.raises(ValidationError, match="decimals"):  # why the stored form must not go back out
+            Transaction.model_validate(valid_payload(amount=stored, currency=currency))
+    assert str(in_currency_units(Decimal("1.2345"), "EUR")) == "1.2345"  # never rounded
 
 
 def test_anomaly_ids_are_deterministic_per_natural_key() -> None:
