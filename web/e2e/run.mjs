@@ -74,6 +74,8 @@ const result = {};
 try {
   step("ingest accounts cannot sign in");
   await page.goto(base);
+  // The app first tries to restore a session ("Restoring your session…"): shoot the form, not that.
+  await page.locator("#login-username").waitFor();
   await shot(page, "00-login");
   await login(page, "e2e-ingest");
   await page.getByText("cannot sign in to the dashboard").waitFor();
