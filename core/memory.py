@@ -3,7 +3,7 @@
 Such a process opts in by freezing once after start-up (`create_app(freeze_gc=True)`): from then on
 the large long-lived structures it builds later (a feature state caught up from the stream, a model
 loaded from the registry) are frozen too, so full collections never rescan them. Each rescan was a
-pause of the whole process: 40-190 ms in the API with 150,000 followed events (docs/adr/0010).
+pause of the whole process: 45-170 ms in the API with 150,000 followed events (docs/adr/0010).
 """
 
 from __future__ import annotations

@@ -81,6 +81,7 @@ _HISTORY_COLUMNS: Final = (
 
 
 def _warm_up_transaction() -> Transaction:
+    """A throwaway payment that `SyncScorer.warm` runs through the features and every detector."""
     return Transaction.model_validate(
         {
             "transaction_id": "vigil-warm-up",
@@ -96,6 +97,8 @@ def _warm_up_transaction() -> Transaction:
             "country": "DE",
             "device_id": "d",
             "ip": "10.0.0.1",
+            "lat": 0.0,  # located: the geo-velocity kernels load too
+            "lon": 0.0,
         }
     )
 
@@ -370,19 +373,9 @@ class SyncScorer:
         """
         from features.engine import Batch
 
+        transaction = _warm_up_transaction()
         warmup = Batch.empty()
-        warmup.append(
-            time=0.0,
-            account="a",
-            card="c",
-            merchant="m",
-            device="d",
-            ip="i",
-            country="DE",
-            amount=1.0,
-            lat=0.0,
-            lon=0.0,
-        )
+        warmup.append_transaction(transaction)
         row = small_engine().compute(warmup)[-1]  # numba loads (or compiles) the kernels on first use
         sys.setswitchinterval(_SWITCH_INTERVAL)
         if self._follower is not None:
@@ -403,7 +396,7 @@ class SyncScorer:
         # Every detector once on a throwaway row: first calls load compiled kernels and build lazy
         # objects (tens of thousands), which should happen before serving and be frozen with the rest
         # of start-up (`create_app(freeze_gc=True)`), not be rescanned by the collector mid-request.
-        self._judge_all([vector_of(_warm_up_transaction(), row)])
+        self._judge_all([vector_of(transaction, row)])
 
     def _poll_rules(self, rules: RuleEngine) -> None:
         """Reload the rules in the background: no request waits on the rules table (docs/adr/0010)."""

@@ -58,14 +58,13 @@ class TransactionView(BaseModel):
     lat: float | None
     lon: float | None
     attributes: dict[str, Any]
+    ingested_at: datetime
 
     @model_validator(mode="after")
     def _amount_in_currency_units(self) -> TransactionView:
         # Stored with four decimals for every currency: shown as sent, so it can be sent again.
         self.amount = in_currency_units(self.amount, self.currency)
         return self
-
-    ingested_at: datetime
 
 
 class TransactionDetail(TransactionView):

@@ -262,7 +262,6 @@ def test_score_applies_the_configured_thresholds(
 
 
 def test_principal_cache_loads_each_principal_once_under_concurrency(db: Engine, token_for: TokenFactory) -> None:
-
     from sqlalchemy import event
 
     from api.context import PrincipalCache
