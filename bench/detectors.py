@@ -23,10 +23,11 @@ row of each step of the writer, run one after the other (8-feature rows, best of
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Final, TypeVar
@@ -62,11 +63,21 @@ def _load() -> str:
     return f"load {os.getloadavg()[0]:.1f}"
 
 
-def _backend_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of one PostgreSQL backend, from /proc (same machine)."""
-    with open(f"/proc/{pid}/stat") as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _backend_cpu(*pids: int) -> float:
+    """CPU seconds (user + system) of PostgreSQL backends, from /proc (same machine)."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _backend_pids(engine: Engine, connections: int) -> list[int]:
+    """The backends of every pooled connection: all of them checked out at once, then returned to the pool."""
+    with ExitStack() as stack:
+        held = [stack.enter_context(engine.connect()) for _ in range(connections)]
+        return [int(connection.execute(text("SELECT pg_backend_pid()")).scalar_one()) for connection in held]
 
 
 @dataclass
@@ -80,13 +91,13 @@ class _Measured:
 
 
 @contextmanager
-def _measure(pid: int) -> Iterator[_Measured]:
+def _measure(pids: list[int]) -> Iterator[_Measured]:
     measured = _Measured(0, 0, 0, 0.0, 0.0, 0.0)
-    wall, cpu, server = time.perf_counter(), time.process_time(), _backend_cpu(pid)
+    wall, cpu, server = time.perf_counter(), time.process_time(), _backend_cpu(*pids)
     yield measured
     measured.wall = time.perf_counter() - wall
     measured.client_cpu = time.process_time() - cpu
-    measured.server_cpu = _backend_cpu(pid) - server
+    measured.server_cpu = _backend_cpu(*pids) - server
 
 
 def _print(name: str, m: _Measured) -> None:
@@ -124,22 +135,29 @@ def _batches(*, settings: Settings, rounds: int, size: int, wide: bool) -> list[
     return out
 
 
-def bench_writer(rows: int = 100_000, batch: int = 5000) -> None:
+def bench_writer(rows: int = 100_000, batch: int = 5000, connections: int | None = None) -> None:
     with scratch_database() as settings:
         ensure_topics(settings, STREAM_TOPICS)
+        connections = connections or settings.anomaly_writer_connections
+        print(f"anomaly writer over {connections} connection(s) (backends), as the detector services have it")
         try:
-            engine = make_engine(settings, pool_size=1)  # one backend, whose CPU we read
-            with engine.connect() as connection:
-                pid = int(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
+            engine = make_engine(settings, pool_size=connections)  # the backends whose CPU we read
+            pids = _backend_pids(engine, connections)
             producer = BatchProducer(settings, service="bench")  # as `run_detection_service` has it
-            writer = AnomalyWriter(engine=engine, producer=producer, settings=settings, service="bench")
+            writer = AnomalyWriter(
+                engine=engine, producer=producer, settings=settings, service="bench", connections=connections
+            )
             rounds = max(1, rows // batch)
             for wide in (False, True):
                 detections = _batches(settings=settings, rounds=rounds, size=batch, wide=wide)
+                # The prepared batches live through the run; in a service a batch lives for one write.
+                # Frozen, the collector does not walk them again and again (core/memory.py).
+                gc.collect()
+                gc.freeze()
                 width = "141-feature" if wide else "8-feature"
                 for publish in (False, True):
                     _truncate(engine)
-                    with _measure(pid) as m:
+                    with _measure(pids) as m:
                         for item in detections:
                             m.rows += len(item)
                             m.snapshots += len({i for f in item.flagged for i in f.rows})
@@ -147,20 +165,26 @@ def bench_writer(rows: int = 100_000, batch: int = 5000) -> None:
                     what = "insert + publish" if publish else "insert only"
                     _print(f"writer, detections, {width}, {what}", m)
                 if not wide:
-                    with _measure(pid) as m:  # the rows are stored: every batch takes the idempotent path
+                    with _measure(pids) as m:  # the rows are stored: every batch takes the idempotent path
                         for item in detections:
                             m.rows += len(item)
                             m.snapshots += len({i for f in item.flagged for i in f.rows})
                             m.inserted += writer.write_detections(item, publish=False)
                     _print("writer, detections, replay of stored rows", m)
                     models = [item.anomalies() for item in detections]
+                    gc.collect()
+                    gc.freeze()
                     _truncate(engine)
-                    with _measure(pid) as m:
+                    with _measure(pids) as m:
                         for anomalies in models:
                             m.rows += len(anomalies)
                             m.snapshots += len({a.transaction_id for a in anomalies})
                             m.inserted += writer.write(anomalies, publish=False)
                     _print("writer, Anomaly models, insert only", m)
+                    del models
+                del detections
+                gc.unfreeze()
+            writer.close()
             engine.dispose()
         finally:
             _delete_topics(settings)
@@ -260,12 +284,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=5000, help="anomalies per write")
     parser.add_argument("--skip-statistical", action="store_true")
     parser.add_argument("--split", action="store_true", help="CPU per row of each writer step, index variants")
+    parser.add_argument("--connections", type=int, help="writer connections (default: the setting, 2)")
     args = parser.parse_args(argv)
     steps: list[Callable[[], None]] = [] if args.skip_statistical else [bench_statistical]
     if args.split:
         steps.append(lambda: bench_writer_split(rows=args.rows, batch=args.batch))
     else:
-        steps.append(lambda: bench_writer(rows=args.rows, batch=args.batch))
+        steps.append(lambda: bench_writer(rows=args.rows, batch=args.batch, connections=args.connections))
     print(f"{os.cpu_count()} cores, {_load()} at start")
     for step in steps:
         step()

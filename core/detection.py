@@ -13,6 +13,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -563,21 +564,41 @@ class _EncodedJsonbDumper(Dumper):
 class AnomalyWriter:
     """Stores anomalies and their snapshots idempotently, keeps cases in step, then publishes them.
 
-    Order matters: snapshots, rows and cases are committed in one transaction
-    first, then every anomaly of the batch is published and acknowledged; only
-    then may the caller commit offsets. A replay re-inserts nothing (ON CONFLICT
-    DO NOTHING on the deterministic anomaly id, and on the transaction for its
-    snapshot, which every detector service of a transaction writes) and
-    re-publishes the whole batch, because a crash may have come between the
-    commit and the publish; downstream dedups by id.
+    Order matters: snapshots, rows and cases are committed first, then every anomaly
+    of the batch is published and acknowledged; only then may the caller commit
+    offsets. A replay re-inserts nothing (ON CONFLICT DO NOTHING on the deterministic
+    anomaly id, and on the transaction for its snapshot, which every detector service
+    of a transaction writes) and re-publishes the whole batch, because a crash may have
+    come between the commit and the publish; downstream dedups by id.
+
+    A large batch is split by transaction over `connections` database transactions that
+    run in parallel, each on its own backend: PostgreSQL's per-row work (B-tree upkeep of
+    the anomaly indexes, the cases upsert) is most of a row's cost and one backend runs on
+    one core. A transaction's rows, snapshot and case stay in one part, so each part keeps
+    its sorted lock order and its case counts. If one part fails after another committed,
+    the batch fails and its replay stores only what is missing (the idempotent path).
     """
 
-    def __init__(self, *, engine: Engine, producer: DeliveringProducer, settings: Settings, service: str) -> None:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        producer: DeliveringProducer,
+        settings: Settings,
+        service: str,
+        connections: int | None = None,
+    ) -> None:
         self._engine = engine
         self._producer = producer
         self._topic = settings.topic(ANOMALIES)
         self._service = service
+        self._connections = connections or settings.anomaly_writer_connections
         self._set_compression: str | None = None  # decided on the first write
+        self._helpers = (
+            ThreadPoolExecutor(self._connections - 1, thread_name_prefix=f"{service}-anomaly-writer")
+            if self._connections > 1
+            else None
+        )
 
     def write(self, anomalies: Sequence[Anomaly], *, publish: bool = True) -> int:
         """Insert, update cases, publish; returns the number of rows newly inserted."""
@@ -590,34 +611,78 @@ class AnomalyWriter:
     def write_records(self, records: AnomalyRecords, *, publish: bool = True) -> int:
         """`write` for COPY-ready rows and snapshots; returns the number of rows newly inserted.
 
-        One thread on purpose: building the rows and messages beside the database work in a
-        second thread measured no faster on two cores and mostly cost 2-5 us more client CPU per
-        row (`bench.detectors --pipelining` at 231168c; docs/adr/0011-anomaly-feature-snapshots.md).
+        Rows and messages are built in the calling thread: building them beside the database
+        work measured no faster on two cores and cost 2-5 us more client CPU per row
+        (`bench.detectors --pipelining` at 231168c; docs/adr/0011-anomaly-feature-snapshots.md).
         """
         if not records.rows:
             return 0
         # One row per id: a transaction delivered twice in one batch must not conflict with itself.
         unique = list({row[_ID]: row for row in records.rows}.values())
-        with self._engine.begin() as connection:
-            raw = connection.connection.driver_connection
-            assert isinstance(raw, psycopg.Connection)
-            with raw.cursor() as cursor:
-                cursor.adapters.register_dumper(bytes, _EncodedJsonbDumper)  # this cursor only: bytes are JSON
-                if self._set_compression is None:
-                    self._set_compression = _compression_setting(cursor)
-                if self._set_compression:
-                    cursor.execute(self._set_compression)
-                _store_snapshots(cursor, records.snapshots)
-                new = _insert(cursor, unique)
-                if new:
-                    _upsert_cases(cursor, new)
-        metrics.ANOMALIES_WRITTEN.labels(self._service).inc(len(new))
+        inserted = sum(self._store_parts(split_records(unique, records.snapshots, parts=self._parts(len(unique)))))
+        metrics.ANOMALIES_WRITTEN.labels(self._service).inc(inserted)
         if publish:
             keys = [f"{row[_TENANT]}/{row[_ENTITY_TYPE]}/{row[_ENTITY_ID]}" for row in unique]
             messages = anomaly_messages(unique, records.snapshots)
             self._producer.produce_batch(self._topic, messages, keys, [None] * len(keys))
             self._producer.flush_or_raise()
+        return inserted
+
+    def close(self) -> None:
+        if self._helpers is not None:
+            self._helpers.shutdown(wait=True)
+
+    def _parts(self, rows: int) -> int:
+        # A part smaller than this costs more in round trips and thread hand-offs than it saves.
+        return max(1, min(self._connections, rows // _MIN_ROWS_PER_PART))
+
+    def _store_parts(self, parts: Sequence[AnomalyRecords]) -> list[int]:
+        """Each part in its own database transaction, in parallel; every part finishes before any error is raised."""
+        if self._set_compression is None:
+            with self._engine.connect() as connection:
+                raw = connection.connection.driver_connection
+                assert isinstance(raw, psycopg.Connection)
+                with raw.cursor() as cursor:
+                    self._set_compression = _compression_setting(cursor)
+        if len(parts) == 1 or self._helpers is None:
+            return [self._store(part) for part in parts]
+        helpers = [self._helpers.submit(self._store, part) for part in parts[1:]]
+        try:
+            first = self._store(parts[0])
+        finally:
+            wait(helpers)
+        return [first, *(future.result() for future in helpers)]
+
+    def _store(self, records: AnomalyRecords) -> int:
+        """Snapshots, rows and cases of one part in one database transaction; returns the rows new to it."""
+        with self._engine.begin() as connection:
+            raw = connection.connection.driver_connection
+            assert isinstance(raw, psycopg.Connection)
+            with raw.cursor() as cursor:
+                cursor.adapters.register_dumper(bytes, _EncodedJsonbDumper)  # this cursor only: bytes are JSON
+                if self._set_compression:
+                    cursor.execute(self._set_compression)
+                _store_snapshots(cursor, records.snapshots)
+                new = _insert(cursor, records.rows)
+                if new:
+                    _upsert_cases(cursor, new)
         return len(new)
+
+
+_MIN_ROWS_PER_PART: Final = 500
+
+
+def split_records(rows: Sequence[AnomalyRow], snapshots: Sequence[SnapshotRow], *, parts: int) -> list[AnomalyRecords]:
+    """`parts` shares of a batch by transaction: a transaction's rows and snapshot land in the same one."""
+    if parts <= 1:
+        return [AnomalyRecords(rows=rows, snapshots=snapshots)]
+    shared_rows: list[list[AnomalyRow]] = [[] for _ in range(parts)]
+    shared_snapshots: list[list[SnapshotRow]] = [[] for _ in range(parts)]
+    for row in rows:
+        shared_rows[hash(row[_TRANSACTION]) % parts].append(row)
+    for snapshot in snapshots:
+        shared_snapshots[hash(snapshot[1]) % parts].append(snapshot)
+    return [AnomalyRecords(rows=r, snapshots=s) for r, s in zip(shared_rows, shared_snapshots, strict=True) if r or s]
 
 
 def _compression_setting(cursor: psycopg.Cursor[Any]) -> str:
@@ -794,6 +859,7 @@ class DetectionHandler:
                 histogram.observe(latency)
 
     def close(self) -> None:
+        self.writer.close()
         self._producer.flush_or_raise()
 
 
@@ -838,7 +904,7 @@ def run_detection_service(
     from core.topics import TX_FEATURES
 
     health = health or metrics.Health()
-    engine = make_engine(settings, pool_size=2)
+    engine = make_engine(settings, pool_size=settings.anomaly_writer_connections + 1)  # + the health check
     health.add_check("database", lambda: database_ready(engine))
     ops = metrics.serve_ops(health=health, port=settings.metrics_port) if settings.metrics_port else None
     # Delivery reports for failures only: every flagged row is published, and a success report per

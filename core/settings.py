@@ -39,6 +39,13 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of PostgreSQL/TimescaleDB (psycopg 3 driver).",
     )
     database_pool_size: int = Field(5, ge=1, le=100, description="Connections kept per process.")
+    anomaly_writer_connections: int = Field(
+        2,
+        ge=1,
+        le=16,
+        description="Connections a detector service's anomaly writer stores a large batch over, in parallel "
+        "(each its own PostgreSQL backend; a batch of fewer than 1,000 anomalies uses one).",
+    )
     mlflow_tracking_uri: str = Field("http://127.0.0.1:5000", description="MLflow tracking server.")
     api_host: str = Field("127.0.0.1", description="Interface the API binds to.")
     api_port: int = Field(8000, ge=1, le=65535, description="Port of the API and dashboard.")

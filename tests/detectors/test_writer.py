@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import orjson
+import psycopg
 import pytest
 from sqlalchemy import Engine, text
 
@@ -26,6 +27,7 @@ from core.detection import (
     anomaly_records,
     detect_batch,
     prefixed_group,
+    split_records,
 )
 from core.kafka import DeliveringProducer, read_all
 from core.settings import Settings, load_settings
@@ -110,12 +112,35 @@ def test_end_to_end_latency_is_labelled_by_detector_family() -> None:
     assert count("detect-statistical") == 0, "the dashboard groups by family, not by service"
 
 
+def test_split_records_keeps_each_transaction_in_one_part_and_loses_nothing() -> None:
+    records = _detections(size=2000).records()
+    parts = split_records(records.rows, records.snapshots, parts=3)
+    assert len(parts) == 3
+    assert sorted(row[0] for part in parts for row in part.rows) == sorted(row[0] for row in records.rows)
+    assert sorted(s[1] for part in parts for s in part.snapshots) == sorted(s[1] for s in records.snapshots)
+    home: dict[str, int] = {}
+    for index, part in enumerate(parts):
+        for transaction in [row[4] for row in part.rows] + [s[1] for s in part.snapshots]:
+            assert home.setdefault(transaction, index) == index, f"{transaction} is split over two parts"
+        positions = [records.rows.index(row) for row in part.rows]
+        assert positions == sorted(positions), "a part keeps the batch's order"
+    assert split_records(records.rows, records.snapshots, parts=1)[0].rows is records.rows
+
+
 @pytest.mark.integration
-def test_replays_and_overlaps_insert_only_new_rows_and_count_cases_once(topics: Settings, db: Engine) -> None:
+@pytest.mark.parametrize("connections", [1, 2])
+def test_replays_and_overlaps_insert_only_new_rows_and_count_cases_once(
+    topics: Settings, db: Engine, connections: int
+) -> None:
     writer = AnomalyWriter(
-        engine=db, producer=DeliveringProducer(topics, service="test"), settings=topics, service="test"
+        engine=db,
+        producer=DeliveringProducer(topics, service="test"),
+        settings=topics,
+        service="test",
+        connections=connections,
     )
-    records = _detections().records()
+    # Large enough that with two connections every write below is split (parts of >= 500 rows).
+    records = _detections(size=5000 if connections > 1 else 400).records()
     rows, snapshots = list(records.rows), list(records.snapshots)
     first, rest = rows[: len(rows) // 2], rows[len(rows) // 2 :]
 
@@ -124,6 +149,9 @@ def test_replays_and_overlaps_insert_only_new_rows_and_count_cases_once(topics: 
         return writer.write_records(AnomalyRecords(rows=part, snapshots=snapshots))
 
     assert write(first) == len(first)  # fast path: COPY straight into the table
+    with db.connect() as connection:
+        writers = connection.execute(text("SELECT count(DISTINCT xmin::text) FROM anomalies")).scalar_one()
+    assert writers == connections, "one database transaction per part"
     assert write(first + rest + rest[:5]) == len(rest), "overlap: only the new rows, each once"
     assert write(rows) == 0, "a full replay inserts nothing"
     with db.connect() as connection:
@@ -145,6 +173,31 @@ def test_replays_and_overlaps_insert_only_new_rows_and_count_cases_once(topics: 
     published = [Anomaly.model_validate_json(m.value() or b"") for m in read_all(topics, topics.topic(ANOMALIES))]
     assert {a.anomaly_id for a in published} == {row[0] for row in rows}, "replays publish again; consumers dedup"
     assert all(a.features == stored[a.transaction_id] for a in published), "messages keep the snapshot"
+    writer.close()
+
+
+@pytest.mark.integration
+def test_a_part_that_fails_fails_the_batch_and_its_replay_stores_exactly_the_rest(topics: Settings, db: Engine) -> None:
+    writer = AnomalyWriter(
+        engine=db, producer=DeliveringProducer(topics, service="test"), settings=topics, service="test", connections=2
+    )
+    records = _detections(size=5000).records()
+    rows = list(records.rows)
+    broken = [*rows[:-1], (*rows[-1][:12], "x" * 40, *rows[-1][13:])]  # severity too long for its column
+    with pytest.raises(psycopg.errors.StringDataRightTruncation):
+        writer.write_records(AnomalyRecords(rows=broken, snapshots=records.snapshots))
+    with db.connect() as connection:
+        stored = connection.execute(text("SELECT count(*) FROM anomalies")).scalar_one()
+    assert 0 < stored < len(rows), "the other part committed; the failing one stored nothing"
+    assert writer.write_records(records, publish=False) == len(rows) - stored, "the replay stores only the rest"
+    with db.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM anomalies")).scalar_one() == len(rows)
+        cases: dict[str, int] = dict(connection.execute(text("SELECT transaction_id, anomaly_count FROM cases")).all())
+    expected: dict[str, int] = {}
+    for row in rows:
+        expected[row[4]] = expected.get(row[4], 0) + 1
+    assert cases == expected, "each case counts each of its anomalies once across the failure and the replay"
+    writer.close()
 
 
 class _Broken:
