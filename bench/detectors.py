@@ -1,12 +1,13 @@
 """Statistical detector throughput and anomaly-writer rows/s on this machine.
 
-Run: .venv/bin/python -m bench.detectors [--rows 100000] [--batch 5000]   (needs `vigil stack up`)
+Run: .venv/bin/python -m bench.detectors [--rows 100000] [--batch 5000] [--connections N]   (needs `vigil stack up`)
 
 Writer figures, each over `--rows` new anomalies in batches of `--batch`, into a
 scratch database migrated to head (all of `anomalies`' indexes in place):
   - rows/s wall clock, and rows per CPU-second of this process plus the PostgreSQL
-    backend that served it (read from /proc, so the load of other work on the
-    machine does not count against the writer);
+    backends that served it (read from /proc, so the load of other work on the
+    machine does not count against the writer); the writer uses `--connections`
+    backends at once (default: the setting the detector services use, 2);
   - the streaming path (`write_detections`, COPY rows built from detector columns)
     with the bench's 8-feature snapshots and with full 141-feature snapshots, the
     path for already built `Anomaly` models (`write`), and a replay of stored rows.
