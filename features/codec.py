@@ -19,7 +19,7 @@ import orjson
 from numba import njit
 
 from core.contracts import FEATURE_NAMES_BY_VERSION, SCHEMA_VERSION
-from features.engine import Batch, epoch_seconds
+from features.engine import Batch, entity_keys, epoch_seconds
 from features.errors import FeaturesError
 from features.registry import FEATURE_NAMES, FEATURE_SET_VERSION
 
@@ -50,6 +50,7 @@ class Tx(NamedTuple):
     lat: float | None
     lon: float | None
     raw: bytes
+    tenant_id: str
 
 
 def _text(data: dict[str, Any], name: str, *, optional: bool = False) -> str | None:
@@ -79,7 +80,7 @@ def decode_transaction(raw: bytes) -> Tx:
     if type(data) is not dict:
         raise MalformedTransactionError("invalid_json", "not a JSON object")
     get: Any = data.get
-    txid, occurred, account = get("transaction_id"), get("occurred_at"), get("account_id")
+    txid, occurred, account, tenant = get("transaction_id"), get("occurred_at"), get("account_id"), get("tenant_id")
     merchant, country, amount_value = get("merchant_id"), get("country"), get("amount")
     card, device, ip, lat, lon = get("card_id"), get("device_id"), get("ip"), get("lat"), get("lon")
     # Fast path for the well-formed messages ingestion writes (checks inlined: this runs for every
@@ -92,6 +93,8 @@ def decode_transaction(raw: bytes) -> Tx:
         and occurred
         and type(account) is str
         and account
+        and type(tenant) is str
+        and tenant
         and type(merchant) is str
         and merchant
         and type(country) is str
@@ -126,6 +129,7 @@ def decode_transaction(raw: bytes) -> Tx:
                 lat,
                 lon,
                 raw,
+                tenant,
             )
     return _decode_carefully(data, raw)
 
@@ -168,17 +172,30 @@ def _decode_carefully(data: dict[str, Any], raw: bytes) -> Tx:
         lat=lat,
         lon=lon,
         raw=raw,
+        tenant_id=str(_text(data, "tenant_id")),
     )
 
 
 def batch_of(transactions: list[Tx], apply: list[bool]) -> Batch:
-    """The engine's columns from decoded transactions (one C-level transpose, no per-row Python)."""
+    """The engine's columns from decoded transactions: one C-level transpose, then the entity keys."""
     if not transactions:
         return Batch.empty()
-    (_, times, accounts, cards, merchants, devices, ips, countries, amounts, lats, lons, _) = map(
+    (_, times, accounts, cards, merchants, devices, ips, countries, amounts, lats, lons, _, tenants) = map(
         list, zip(*transactions, strict=True)
     )
-    return Batch(times, accounts, cards, merchants, devices, ips, countries, amounts, lats, lons, apply)
+    return Batch(
+        times,
+        [f"{t}/{a}" for t, a in zip(tenants, accounts, strict=True)],  # entity_key, inlined: every row
+        entity_keys(tenants, cards),
+        [f"{t}/{m}" for t, m in zip(tenants, merchants, strict=True)],
+        entity_keys(tenants, devices),
+        entity_keys(tenants, ips),
+        countries,
+        amounts,
+        lats,
+        lons,
+        apply,
+    )
 
 
 def features_dict(row: np.ndarray) -> dict[str, float | None]:
@@ -387,8 +404,9 @@ _FIELDS: Final = (
     "amount",
     "lat",
     "lon",
+    "tenant_id",
 )
-_SCHEMA, _TXID, _OCCURRED, _ACCOUNT, _CARD, _MERCHANT, _DEVICE, _IP, _COUNTRY, _AMOUNT, _LAT, _LON = range(12)
+_SCHEMA, _TXID, _OCCURRED, _ACCOUNT, _CARD, _MERCHANT, _DEVICE, _IP, _COUNTRY, _AMOUNT, _LAT, _LON, _TENANT = range(13)
 _FIELD_BYTES: Final = _bytes_array("".join(_FIELDS).encode())
 _FIELD_OFFSETS: Final = np.concatenate(([0], np.cumsum([len(name) for name in _FIELDS]))).astype(np.int64)
 # What a field's value was: absent, null, a string, an integer literal, a plain decimal, or other.
@@ -748,7 +766,7 @@ def _scan_batch(
         ):
             continue  # schema_version other than 1 (SCHEMA_VERSION, checked at import)
         required = True
-        for field in (_TXID, _OCCURRED, _ACCOUNT, _MERCHANT, _COUNTRY, _AMOUNT):
+        for field in (_TXID, _OCCURRED, _ACCOUNT, _MERCHANT, _COUNTRY, _AMOUNT, _TENANT):
             if kinds[field] != _STRING or stops[field, i] == starts[field, i]:
                 required = False
         for field in (_CARD, _DEVICE, _IP):
@@ -865,6 +883,7 @@ def decode_transactions(values: list[bytes]) -> Decoded:
                 lats.tolist(),
                 lons.tolist(),
                 values,
+                strings(_TENANT),
                 strict=True,
             ),
         )

@@ -23,7 +23,7 @@ from numba.typed import Dict as NumbaDict
 
 from core.contracts import Transaction
 from features import kernels
-from features.errors import FeaturesError
+from features.errors import FeaturesError, IncompatibleStateError
 from features.registry import (
     DISTINCT_BUCKETS,
     ENTITY_FEATURE_COUNT,
@@ -41,8 +41,8 @@ _OFFSETS: Final = np.concatenate(([0], np.cumsum(_COUNTS)[:-1])).astype(np.int64
 _RING: Final = int(_COUNTS.sum())
 _EMPTY_BUCKET: Final = np.iinfo(np.int32).min // 2
 _PAIR_SHIFT: Final = 1 << 32
-_STATE_FORMAT: Final = 2
-_STATE_MAGIC: Final = b"VFE2"
+_STATE_FORMAT: Final = 3  # 3: entity keys are tenant-scoped (`entity_key`)
+_STATE_MAGIC: Final = b"VFE3"
 _PAIR_NAMES: Final = ("merchant", "country", "device", "ip")
 _PAIR_BYTES: Final = 48  # a Numba typed dict entry: key, value, hash and index slots
 
@@ -69,6 +69,19 @@ def _pair_clear(seen: Any) -> None:
     seen.clear()  # ~5 us; a new typed dict costs ~90 us
 
 
+def entity_key(tenant_id: str, entity_id: str) -> str:
+    """An entity's key in the state: ids are each tenant's own, so two tenants' "acct-1" are two entities.
+
+    `/` cannot occur in a tenant id (`core.contracts.Identifier`), so the key is unambiguous.
+    """
+    return f"{tenant_id}/{entity_id}"
+
+
+def entity_keys(tenant_ids: Sequence[str], entity_ids: Sequence[str | None]) -> list[str | None]:
+    """`entity_key` for a column; None (no card, device or IP) stays None."""
+    return [None if e is None else f"{t}/{e}" for t, e in zip(tenant_ids, entity_ids, strict=True)]
+
+
 def epoch_seconds(moment: datetime) -> float:
     """Event time in seconds since the epoch, computed the same way on every path (exact to 1 us)."""
     if moment.tzinfo is None:
@@ -80,7 +93,10 @@ def epoch_seconds(moment: datetime) -> float:
 
 @dataclass(slots=True)
 class Batch:
-    """Transactions in release order, as columns (what the kernels need and nothing more)."""
+    """Transactions in release order, as columns (what the kernels need and nothing more).
+
+    Accounts, cards, merchants, devices and IPs are entity keys, scoped by tenant (`entity_key`).
+    """
 
     times: list[float]
     accounts: list[str]
@@ -97,23 +113,6 @@ class Batch:
     @classmethod
     def empty(cls) -> Batch:
         return cls([], [], [], [], [], [], [], [], [], [], [])
-
-    @classmethod
-    def of(cls, events: Sequence[Any], apply: list[bool]) -> Batch:
-        """Columns from objects with the engine's attribute names (e.g. `features.codec.Tx`)."""
-        return cls(
-            times=[e.time for e in events],
-            accounts=[e.account_id for e in events],
-            cards=[e.card_id for e in events],
-            merchants=[e.merchant_id for e in events],
-            devices=[e.device_id for e in events],
-            ips=[e.ip for e in events],
-            countries=[e.country for e in events],
-            amounts=[e.amount for e in events],
-            lats=[e.lat for e in events],
-            lons=[e.lon for e in events],
-            apply=apply,
-        )
 
     def __len__(self) -> int:
         return len(self.times)
@@ -148,13 +147,14 @@ class Batch:
     def append_transaction(self, transaction: Transaction, *, apply: bool = True) -> None:
         """Append a validated transaction with the normalisation the stream's decoder applies."""
         located = transaction.lat is not None and transaction.lon is not None
+        tenant = transaction.tenant_id
         self.append(
             time=epoch_seconds(transaction.occurred_at),
-            account=transaction.account_id,
-            card=transaction.card_id or None,
-            merchant=transaction.merchant_id,
-            device=transaction.device_id or None,
-            ip=None if transaction.ip is None else str(transaction.ip),
+            account=entity_key(tenant, transaction.account_id),
+            card=entity_key(tenant, transaction.card_id) if transaction.card_id else None,
+            merchant=entity_key(tenant, transaction.merchant_id),
+            device=entity_key(tenant, transaction.device_id) if transaction.device_id else None,
+            ip=None if transaction.ip is None else entity_key(tenant, str(transaction.ip)),
             country=transaction.country.upper(),
             amount=float(transaction.amount),
             lat=transaction.lat if located else None,
@@ -361,11 +361,11 @@ def _read_state(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     import pyarrow as pa
 
     if data[:4] != _STATE_MAGIC:
-        raise FeaturesError("feature state was written by an incompatible version")
+        raise IncompatibleStateError("feature state was written by an incompatible version")
     size = int.from_bytes(data[4:12], "big")
     header = orjson.loads(data[12 : 12 + size])
     if header.get("format") != _STATE_FORMAT or header.get("feature_set_version") != FEATURE_SET_VERSION:
-        raise FeaturesError("feature state was written by an incompatible version")
+        raise IncompatibleStateError("feature state was written by an incompatible version")
     codec = pa.Codec("zstd")
     arrays: dict[str, np.ndarray] = {}
     at = 12 + size

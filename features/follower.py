@@ -38,8 +38,8 @@ from core.memory import freeze_long_lived
 from core.settings import Settings
 from core.topics import TX_VALID
 from features.codec import MalformedTransactionError, Tx, batch_of, decode_transaction
-from features.engine import Batch, FeatureEngine, epoch_seconds
-from features.errors import FeaturesError
+from features.engine import Batch, FeatureEngine, entity_key, epoch_seconds
+from features.errors import FeaturesError, IncompatibleStateError
 from features.ordering import Entry, Sequencer
 from features.registry import ENTITY_KINDS
 from features.service import StageOptions, unpack_state
@@ -75,13 +75,15 @@ class FollowerStatus:
 
 
 def _entity_keys(tx: Tx) -> list[EntityKey]:
-    keys: list[EntityKey] = [(0, tx.account_id), (2, tx.merchant_id)]
+    """The event's entities as the engine keys them (`entity_key`: scoped by tenant), as `peek` looks them up."""
+    tenant = tx.tenant_id
+    keys: list[EntityKey] = [(0, entity_key(tenant, tx.account_id)), (2, entity_key(tenant, tx.merchant_id))]
     if tx.card_id is not None:
-        keys.append((1, tx.card_id))
+        keys.append((1, entity_key(tenant, tx.card_id)))
     if tx.device_id is not None:
-        keys.append((3, tx.device_id))
+        keys.append((3, entity_key(tenant, tx.device_id)))
     if tx.ip is not None:
-        keys.append((4, tx.ip))
+        keys.append((4, entity_key(tenant, tx.ip)))
     return keys
 
 
@@ -270,6 +272,12 @@ class FeatureFollower:
                 engine, sequencer, _ = unpack_state(
                     store.load_state(newest.snapshot_id), partitions=partitions, load=store.load_state
                 )
+            except IncompatibleStateError:
+                # Written before an upgrade that keys state differently: follow from the beginning instead.
+                log.warning("newest feature snapshot is from an incompatible version; following from the start")
+                engine = FeatureEngine()
+                sequencer = Sequencer[Tx](partitions=partitions, allowed_lateness=self._lateness)
+                break
             except FeaturesError:  # pruned between listing and loading (a newer one exists): list again
                 if attempt == 2:
                     raise

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from features.engine import Batch, FeatureEngine, epoch_seconds
+from features.engine import Batch, FeatureEngine, entity_key, entity_keys, epoch_seconds
 from features.errors import FeaturesError
 from features.registry import FEATURE_NAMES, FEATURE_SET_VERSION
 
@@ -120,8 +120,14 @@ def replay(
     table = table.take(pa.array(order, type=pa.int64()))
     times = [times[i] for i in order]
     ids = [ids[i] for i in order]
-    accounts = [str(v) for v in table.column("account_id").to_pylist()]
-    merchants = [str(v) for v in table.column("merchant_id").to_pylist()]
+    # Entities are each tenant's own, as online (`entity_key`); a file without tenants is one tenant's.
+    tenants = (
+        [str(v) for v in table.column("tenant_id").to_pylist()]
+        if "tenant_id" in table.column_names
+        else [""] * table.num_rows
+    )
+    accounts = [entity_key(t, str(v)) for t, v in zip(tenants, table.column("account_id").to_pylist(), strict=True)]
+    merchants = [entity_key(t, str(v)) for t, v in zip(tenants, table.column("merchant_id").to_pylist(), strict=True)]
     countries = [str(v).upper() for v in table.column("country").to_pylist()]
     amounts = [_amount(v) for v in table.column("amount").to_pylist()]
 
@@ -130,7 +136,7 @@ def replay(
             return [None] * table.num_rows
         return _optional_text(table.column(name).to_pylist())
 
-    cards, devices, ips = optional("card_id"), optional("device_id"), optional("ip")
+    cards, devices, ips = (entity_keys(tenants, optional(name)) for name in ("card_id", "device_id", "ip"))
     lats, lons = _coordinates(table)
     engine = FeatureEngine()
     schema = pa.schema(

@@ -36,7 +36,7 @@ from core.settings import Settings
 from core.topics import TX_FEATURES, TX_VALID
 from features.codec import VECTOR_FORMS, Tx, VectorEncoder, batch_of, decode_transaction, decode_transactions
 from features.engine import FeatureEngine, StateCopy, StateMark
-from features.errors import FeaturesError
+from features.errors import FeaturesError, IncompatibleStateError
 from features.ordering import Entry, Sequencer
 from features.store import SnapshotStore, choose_snapshot, pack_snapshot, unpack_snapshot
 
@@ -192,16 +192,25 @@ class FeatureStage:
 
     def _restore(self) -> None:
         chosen = choose_snapshot(self._store.list(), owner=self._options.owner, owned=self._owned)
-        if chosen is None:
+        blob, restored = b"", None
+        if chosen is not None:
+            blob = self._store.load_state(chosen.snapshot_id)
+            try:
+                restored = unpack_state(blob, partitions=self._partitions, load=self._store.load_state)
+            except IncompatibleStateError:
+                log.warning(
+                    "snapshot %d is from an incompatible version: starting from the beginning of the input",
+                    chosen.snapshot_id,
+                    extra={"snapshot_id": chosen.snapshot_id},
+                )
+                chosen = None
+        if chosen is None or restored is None:
             log.info("no snapshot: starting from the beginning of the input", extra={"owned": self._owned})
             self._engine = FeatureEngine()
             self._sequencer = Sequencer(partitions=self._partitions, allowed_lateness=self._options.allowed_lateness)
             scan_from: dict[int, int] = {}
         else:
-            blob = self._store.load_state(chosen.snapshot_id)
-            self._engine, self._sequencer, mark = unpack_state(
-                blob, partitions=self._partitions, load=self._store.load_state
-            )
+            self._engine, self._sequencer, mark = restored
             base_id, _, _ = unpack_snapshot(blob)
             if chosen.owner == self._options.owner and mark is not None:
                 # Go on with deltas against the same full state (pruning keeps it: it is ours).

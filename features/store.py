@@ -13,7 +13,7 @@ from typing import Final
 from sqlalchemy import Engine, delete, func, insert, select
 
 from core.schema import feature_snapshots
-from features.errors import FeaturesError
+from features.errors import FeaturesError, IncompatibleStateError
 from features.registry import FEATURE_SET_VERSION
 
 KEEP_PER_OWNER: Final = 3
@@ -37,7 +37,7 @@ def unpack_snapshot(blob: bytes) -> tuple[int | None, bytes, bytes]:
 
 def _base_of(prefix: bytes) -> int | None:
     if prefix[:4] != _MAGIC:
-        raise FeaturesError("feature snapshot was written by an incompatible version")
+        raise IncompatibleStateError("feature snapshot was written by an incompatible version")
     return int.from_bytes(prefix[4:_PREFIX], "big") or None
 
 

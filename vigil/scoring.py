@@ -163,7 +163,7 @@ class HistoryReader:
 
     def read(self, transaction: Transaction) -> History:
         """Rows before `transaction` in the stream's release order (event time, then id)."""
-        from features.engine import Batch
+        from features.engine import Batch, entity_key, entity_keys
 
         keys = {
             "account_id": transaction.account_id,
@@ -198,13 +198,15 @@ class HistoryReader:
         for i, (lat, lon) in enumerate(zip(lats, lons, strict=True)):
             if lat is None or lon is None or not (math.isfinite(lat) and math.isfinite(lon)):
                 lats[i] = lons[i] = None
+        tenant = transaction.tenant_id  # the rows are this tenant's (the query's filter)
+        tenants = [tenant] * len(ids)
         batch = Batch(
             times=times,
-            accounts=accounts,
-            cards=cards,
-            merchants=merchants,
-            devices=devices,
-            ips=ips,
+            accounts=[entity_key(tenant, account) for account in accounts],
+            cards=entity_keys(tenants, cards),
+            merchants=[entity_key(tenant, merchant) for merchant in merchants],
+            devices=entity_keys(tenants, devices),
+            ips=entity_keys(tenants, ips),
             countries=countries,
             amounts=amounts,
             lats=lats,
