@@ -15,9 +15,10 @@ from core.kafka import DeliveringProducer, StopFlag, read_all
 from core.settings import Settings
 from core.topics import TX_FEATURES, TX_VALID
 from features import FeatureFollower
-from features.codec import features_dict
+from features.codec import batch_of, decode_transactions, features_dict
 from features.engine import Batch, FeatureEngine
-from features.service import FeatureStage, StageOptions
+from features.ordering import Sequencer
+from features.service import FeatureStage, StageOptions, pack_state
 from features.store import SnapshotStore
 from tests.features.generator import generate, produce
 
@@ -155,6 +156,26 @@ def test_restores_the_newest_snapshot_then_follows_the_rest(
     assert status.snapshot_id == snapshots[0].snapshot_id and status.error is None
     assert status.applied == len(before) + len(after)
     assert np.array_equal(follower.peek(scored), _offline_row(traffic), equal_nan=True)
+
+
+def test_a_snapshot_from_an_incompatible_version_means_following_from_the_beginning(
+    fast: Settings, db: Engine, followers: list[FeatureFollower]
+) -> None:
+    traffic = generate(120, seed=24, accounts=6)
+    produce(fast, traffic[:119])
+    old_engine = FeatureEngine()
+    old_engine.compute(
+        batch_of(decode_transactions([t.model_dump_json().encode() for t in traffic[:5]])[0], [True] * 5)
+    )
+    blob = pack_state(old_engine, Sequencer(partitions=(0, 1, 2), allowed_lateness=10.0))
+    stale = blob.replace(b"VFE3", b"VFE2")  # the engine state's format before tenant-scoped keys
+    SnapshotStore(db, source_topic=fast.topic(TX_VALID)).save(
+        owner="0/1", owned=(0, 1, 2), processed=5, output_offsets={}, state=stale
+    )
+    follower = _follow(fast, db, followers)
+    _read(follower, 119, applied=True)
+    assert follower.status().snapshot_id is None and follower.status().error is None
+    assert np.array_equal(follower.peek(traffic[119]), _offline_row(traffic), equal_nan=True)
 
 
 def test_a_malformed_record_is_skipped_and_following_goes_on(
