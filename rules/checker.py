@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from rules.catalogue import Catalogue, FieldSpec, ValueType, default_catalogue
+from rules.currencies import in_usd
 from rules.errors import RuleError, RuleSyntaxError
 from rules.syntax import (
     Arith,
@@ -84,6 +85,16 @@ def _all(expected: ValueType, result: ValueType) -> Callable[[list[ValueType]], 
     return rule
 
 
+def _exactly(expected: tuple[ValueType, ...], result: ValueType) -> Callable[[list[ValueType]], ValueType | str]:
+    def rule(types: list[ValueType]) -> ValueType | str:
+        for position, (type_, wanted) in enumerate(zip(types, expected, strict=True), start=1):
+            if type_ is not wanted:
+                return f"argument {position} must be a {wanted}, but it is a {type_}"
+        return result
+
+    return rule
+
+
 def _same(types: list[ValueType]) -> ValueType | str:
     for position, type_ in enumerate(types[1:], start=2):
         if type_ is not types[0]:
@@ -101,7 +112,15 @@ FUNCTIONS: Final[dict[str, _Function]] = {
     "starts_with": _Function(2, 2, _all(STRING, BOOL), "starts_with(string, prefix) -> bool"),
     "ends_with": _Function(2, 2, _all(STRING, BOOL), "ends_with(string, suffix) -> bool"),
     "contains": _Function(2, 2, _all(STRING, BOOL), "contains(string, part) -> bool"),
+    "in_usd": _Function(
+        2,
+        2,
+        _exactly((NUMBER, STRING), NUMBER),
+        "in_usd(amount, currency) -> the amount in US dollars at reference rates (null for a currency without one)",
+    ),
 }
+# Functions whose result can be null even when no argument is (in_usd: a currency without a rate).
+_NULLABLE_RESULTS: Final = frozenset({"in_usd"})
 _ORDERING: Final = frozenset({"<", "<=", ">", ">="})
 _NULL_HINT: Final = "use 'is null' or 'is not null' to test for a missing value"
 
@@ -321,7 +340,11 @@ class _Checker:
         if not isinstance(result, ValueType):
             self.error(expr.span, f"{name}(): {result}; {function.signature}")
             return None
-        nullable = all(arg.nullable for arg in checked) if name == "coalesce" else any(arg.nullable for arg in checked)
+        nullable = (
+            all(arg.nullable for arg in checked)
+            if name == "coalesce"
+            else name in _NULLABLE_RESULTS or any(arg.nullable for arg in checked)
+        )
         return _fold(Node(name, result, checked, nullable=nullable))
 
 
@@ -353,7 +376,12 @@ _FOLDABLE: Final[dict[str, Callable[..., ConstValue]]] = {
     "max": max,
     "lower": str.lower,
     "upper": str.upper,
+    "in_usd": lambda amount, currency: _null_as_nan(in_usd(amount, currency)),
 }
+
+
+def _null_as_nan(value: float | None) -> float:
+    return math.nan if value is None else value
 
 
 def _fold(node: Node) -> Node:

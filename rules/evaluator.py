@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 from core.contracts import FeatureVector, Transaction
 from rules.catalogue import FieldSource, FieldSpec, ValueType
 from rules.checker import Node
+from rules.currencies import UNITS_PER_USD
 
 BoolArray = NDArray[np.bool_]
 FloatArray = NDArray[np.float64]
@@ -326,6 +327,8 @@ class Program:
             return (lambda s, _c: reduce(pick, (s[d] for d in deps))), deps
         if op == "coalesce":
             return self._coalesce(node, side)
+        if op == "in_usd":
+            return self._in_usd(node)
         if op in ("lower", "upper"):
             a = self._slot(args[0], "v")
             change = np.strings.lower if op == "lower" else np.strings.upper
@@ -396,6 +399,22 @@ class Program:
             return _masked(hits if want else ~hits, _valid(null))
 
         return in_strings, (a,)
+
+    def _in_usd(self, node: Node) -> tuple[Instruction, tuple[int, ...]]:
+        a, b = self._slot(node.args[0], "v"), self._slot(node.args[1], "v")
+
+        def dollars(s: Slots, _c: Columns) -> Any:
+            amounts, (currencies, null) = s[a], s[b]
+            if isinstance(currencies, str):  # a constant currency
+                return amounts / UNITS_PER_USD.get(currencies.upper(), np.nan)
+            # One dictionary look-up per distinct currency in the batch, not per row.
+            codes, positions = np.unique(currencies, return_inverse=True)
+            rates = np.array([UNITS_PER_USD.get(str(code).upper(), np.nan) for code in codes])[positions]
+            if null is not None:
+                rates[null] = np.nan
+            return amounts / rates
+
+        return dollars, (a, b)
 
     def _is_null(self, operand: Node) -> tuple[Instruction, tuple[int, ...]]:
         if operand.type is ValueType.NUMBER:

@@ -14,6 +14,7 @@ from typing import Any
 
 from core.contracts import FeatureVector
 from rules.catalogue import Catalogue, FieldSource, ValueType, default_catalogue
+from rules.currencies import UNITS_PER_USD
 from rules.evaluator import _TX_VALUES
 from rules.syntax import (
     Arith,
@@ -124,6 +125,9 @@ def evaluate(expr: Expr, vector: FeatureVector, catalogue: Catalogue) -> Any:
                 "starts_with": str.startswith,
                 "ends_with": str.endswith,
                 "contains": operator.contains,
+                "in_usd": lambda amount, code: (
+                    amount / UNITS_PER_USD[code.upper()] if code.upper() in UNITS_PER_USD else None
+                ),
             }
             return functions[name](*values)
     raise AssertionError(f"unexpected node {expr!r}")

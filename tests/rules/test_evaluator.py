@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.contracts import Channel, FeatureVector
-from rules import Columns, compile_expression
+from rules import Columns, RuleSyntaxError, compile_expression
 from rules.evaluator import Program
 from tests.rules.factories import vector
 from tests.rules.reference import fires
@@ -25,6 +25,12 @@ ROWS = [
     vector(0, amount="5.00", features={"card_count_1h": 7.0, "account_new_device": 1.0}, country="NG", card="c-1"),
     vector(1, amount="2000.00", features={"card_count_1h": None, "account_new_device": 0.0}, country="FR", card=None),
     vector(2, amount="10.00", features={}, country="RU", card="C-1", device="d-1"),
+]
+# One amount, three currencies: ~$6.30 (NG rows pay in naira, 1,500 per dollar), ~$1,300, and no rate.
+CURRENCY_ROWS = [
+    vector(0, amount="9450", currency="NGN"),
+    vector(1, amount="1200.00", currency="EUR"),
+    vector(2, amount="9450.00", currency="XXX"),
 ]
 
 
@@ -67,6 +73,31 @@ def test_semantics(expression: str, expected: list[bool]) -> None:
     assert [fires(expression, row) for row in ROWS] == expected  # the reference agrees
 
 
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("in_usd(amount, currency) < 10", [True, False, False]),  # XXX has no rate: unknown, not true
+        ("in_usd(amount, currency) >= 10", [False, True, False]),
+        ("in_usd(amount, currency) is null", [False, False, True]),
+        ("coalesce(in_usd(amount, currency), amount) > 5000", [False, False, True]),
+        ("in_usd(amount, 'JPY') > 60", [True, False, True]),  # 9,450 yen ~ $63
+        ("in_usd(amount, 'eur') between 1300 and 1305", [False, True, False]),  # codes in any case
+    ],
+)
+def test_amounts_in_dollars_compare_across_currencies(expression: str, expected: list[bool]) -> None:
+    assert run([expression], CURRENCY_ROWS)[0].tolist() == expected
+    assert [fires(expression, row) for row in CURRENCY_ROWS] == expected
+
+
+def test_in_usd_is_typed_and_folds_constants() -> None:
+    folded = compile_expression("in_usd(20, 'EUR') > 21").root.args[0]
+    assert folded.op == "const" and folded.value == pytest.approx(21.74, abs=0.01)  # 20 EUR ~ $21.74, once
+    unknown = compile_expression("in_usd(20, 'XXX') > 21").root.args[0]
+    assert unknown.op == "const" and unknown.nullable  # no rate: a null constant
+    with pytest.raises(RuleSyntaxError, match="argument 2 must be a string"):
+        compile_expression("in_usd(amount, 3) < 10")
+
+
 def test_shared_subexpressions_are_computed_once_for_the_whole_rule_set() -> None:
     one = Program([compile_expression("card_count_1h >= 5 and amount < 10").root])
     both = Program(
@@ -101,7 +132,7 @@ def test_empty_batch() -> None:
 # --- property: vectorised == reference on random well-typed rules -------------------------------
 
 NUMBER_FIELDS = ["amount", "hour", "lat", "card_count_1h", "account_amount_zscore"]
-STRING_FIELDS = ["country", "card_id", "device_id"]
+STRING_FIELDS = ["country", "card_id", "device_id", "currency"]
 WORDS = ["DE", "NG", "de", "c-1", "C-1", "", "x y", "x.y"]
 
 
@@ -120,6 +151,7 @@ def numbers(depth: int) -> st.SearchStrategy[str]:
         sub.map(lambda x: f"-({x})"),
         st.tuples(st.sampled_from(["min", "max", "coalesce"]), sub, sub).map(lambda t: f"{t[0]}({t[1]}, {t[2]})"),
         sub.map(lambda x: f"abs({x})"),
+        sub.map(lambda x: f"in_usd({x}, currency)"),
     )
 
 
@@ -176,7 +208,8 @@ def rows(draw: st.DrawFn) -> FeatureVector:
     lat = draw(st.one_of(st.none(), st.sampled_from([0.0, 12.5, -33.9])))
     return vector(
         draw(st.integers(0, 86_400 * 3)),
-        amount=draw(st.sampled_from(["0.01", "1.00", "3.00", "10.50", "2000.00", "999999.99"])),
+        amount=draw(st.sampled_from(["1", "3", "2000", "999999"])),
+        currency=draw(st.sampled_from(["EUR", "JPY", "NGN", "XXX"])),
         country=draw(st.sampled_from(["DE", "NG", "FR"])),
         card=draw(st.one_of(st.none(), st.sampled_from(["DE", "de", "c-1", "C-1"]))),
         device=draw(st.one_of(st.none(), st.sampled_from(["x.y", "de"]))),
