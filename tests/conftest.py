@@ -3,7 +3,9 @@
 Integration tests talk to the Kafka, PostgreSQL and MLflow that `vigil stack up`
 runs; the session starts the stack itself if it is not up. Each pytest session
 gets its own freshly migrated database (so parallel sessions never collide) and
-each test gets empty tables and its own topic prefix.
+each test gets empty tables and its own topic prefix, whose topics are deleted when
+the session ends (a developer's long-lived broker would otherwise collect hundreds of
+topics per run).
 """
 
 from __future__ import annotations
@@ -19,6 +21,27 @@ from core.kafka import ensure_topics
 from core.schema import metadata
 from core.settings import Settings, load_settings
 from core.topics import STREAM_TOPICS
+
+_TOPIC_PREFIXES: list[str] = []  # handed out by `settings` in this session
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Delete the topics of this session's prefixes (never another session's: they may still run)."""
+    if not _TOPIC_PREFIXES:
+        return
+    from confluent_kafka.admin import AdminClient
+
+    from core.kafka import client_config
+
+    admin = AdminClient(client_config(load_settings(environment="test")))
+    prefixes = tuple(_TOPIC_PREFIXES)
+    try:
+        names = [name for name in admin.list_topics(timeout=10).topics if name.startswith(prefixes)]
+        if names:
+            for future in admin.delete_topics(names, operation_timeout=60).values():
+                future.exception()  # wait for it; a topic already gone is fine
+    except Exception as exc:  # cleanup must never fail a finished run
+        session.config.get_terminal_writer().line(f"could not delete this session's test topics: {exc}")
 
 
 @pytest.fixture(scope="session")
@@ -68,6 +91,7 @@ def db(session_engine: Engine) -> Iterator[Engine]:
 def settings(stack: Settings, database_url: str) -> Settings:
     """Settings for one test: the session database and a topic prefix of its own."""
     prefix = f"t{uuid.uuid4().hex[:10]}."
+    _TOPIC_PREFIXES.append(prefix)
     return stack.model_copy(update={"database_url": database_url, "kafka_topic_prefix": prefix, "kafka_partitions": 3})
 
 
