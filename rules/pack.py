@@ -79,6 +79,7 @@ class SeedReport:
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)  # differs from the pack; left alone without --update
+    edited: list[str] = field(default_factory=list)  # changed by someone else since seeded; kept without --force
 
 
 def pack_rules(path: Path = DEFAULT_PACK, *, catalogue: Catalogue | None = None) -> list[ActiveRule]:
@@ -104,12 +105,14 @@ def seed_pack(
     drafts: Sequence[RuleDraft],
     author: str = SEED_AUTHOR,
     update: bool = False,
+    force: bool = False,
     catalogue: Catalogue | None = None,
 ) -> SeedReport:
     """Create the pack's missing rules; with `update`, publish a new version where content differs.
 
-    Idempotent: a second run changes nothing. Without `update`, analysts' edits to
-    seeded rules are never overwritten.
+    Idempotent: a second run changes nothing. `update` brings rules the seeder wrote
+    (current version by `author`) to the pack's content; a rule whose current version
+    someone else wrote (an analyst tuned it) is kept unless `force` is also given.
     """
     report = SeedReport()
     for draft in drafts:
@@ -135,6 +138,8 @@ def seed_pack(
             report.unchanged.append(draft.rule_id)
         elif not update:
             report.kept.append(draft.rule_id)
+        elif current.author != author and not force:
+            report.edited.append(draft.rule_id)
         else:
             publish_version(
                 engine=engine,

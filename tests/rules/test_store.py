@@ -161,9 +161,19 @@ def test_seeding_the_default_pack_is_idempotent_and_respects_analyst_edits(db: E
     kept = seed_pack(engine=db, drafts=drafts)
     assert kept.kept == ["card-testing-burst"]
     assert get_rule(engine=db, rule_id="card-testing-burst").expression == "card_count_1h >= 8"
-    updated = seed_pack(engine=db, drafts=drafts, update=True)
-    assert updated.updated == ["card-testing-burst"]
+    edited = seed_pack(engine=db, drafts=drafts, update=True)
+    assert edited.edited == ["card-testing-burst"] and edited.updated == [], "--update keeps an analyst's tuning"
+    assert get_rule(engine=db, rule_id="card-testing-burst").expression == "card_count_1h >= 8"
+    forced = seed_pack(engine=db, drafts=drafts, update=True, force=True)
+    assert forced.updated == ["card-testing-burst"]
     assert get_rule(engine=db, rule_id="card-testing-burst").current_version == 3
+
+    # A newer pack: --update publishes it over the seeder's own versions, without --force.
+    newer = [
+        d.model_copy(update={"expression": "amount > 99999"}) if d.rule_id == "impossible-travel" else d for d in drafts
+    ]
+    assert seed_pack(engine=db, drafts=newer, update=True).updated == ["impossible-travel"]
+    assert get_rule(engine=db, rule_id="impossible-travel").expression == "amount > 99999"
 
 
 def test_engine_reloads_on_change_and_keeps_rules_when_the_database_fails(db: Engine) -> None:

@@ -220,10 +220,11 @@ def _print_report(report: BacktestReport, *, begin: datetime, end: datetime, ten
 
 @rules_group.command("seed")
 @click.option("--pack", "pack_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Pack YAML.")
-@click.option("--update", is_flag=True, help="Publish a new version where a rule differs from the pack.")
+@click.option("--update", is_flag=True, help="Publish a new version where a seeded rule differs from the pack.")
+@click.option("--force", is_flag=True, help="With --update, also overwrite rules someone changed since seeding.")
 @click.option("--author", default="vigil-seed", show_default=True, help="Recorded as author and audit actor.")
 @click.pass_context
-def seed_command(ctx: click.Context, pack_file: Path | None, update: bool, author: str) -> None:
+def seed_command(ctx: click.Context, pack_file: Path | None, update: bool, force: bool, author: str) -> None:
     """Create the default (or given) pack's rules; safe to run again."""
     from core.db import make_engine
     from rules import DEFAULT_PACK, load_pack, seed_pack
@@ -231,7 +232,7 @@ def seed_command(ctx: click.Context, pack_file: Path | None, update: bool, autho
     drafts = load_pack(pack_file or DEFAULT_PACK)
     engine = make_engine(_settings(ctx), pool_size=1)
     try:
-        report = seed_pack(engine=engine, drafts=drafts, author=author, update=update)
+        report = seed_pack(engine=engine, drafts=drafts, author=author, update=update, force=force)
     finally:
         engine.dispose()
     for label, ids in (
@@ -239,6 +240,7 @@ def seed_command(ctx: click.Context, pack_file: Path | None, update: bool, autho
         ("updated", report.updated),
         ("unchanged", report.unchanged),
         ("kept (differs from the pack; --update to overwrite)", report.kept),
+        ("kept (changed since seeding by someone else; --update --force to overwrite)", report.edited),
     ):
         if ids:
             click.echo(f"{label}: {', '.join(ids)}")
