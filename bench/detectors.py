@@ -1,6 +1,7 @@
 """Statistical detector throughput and anomaly-writer rows/s on this machine.
 
-Run: .venv/bin/python -m bench.detectors [--rows 100000] [--batch 5000] [--connections N]   (needs `vigil stack up`)
+Run: .venv/bin/python -m bench.detectors [--rows 100000] [--batch 5000] [--connections N] [--services 2]
+     (needs `vigil stack up`)
 
 Writer figures, each over `--rows` new anomalies in batches of `--batch`, into a
 scratch database migrated to head (all of `anomalies`' indexes in place):
@@ -15,6 +16,9 @@ Every transaction here is flagged by ~3 detectors; its feature snapshot is store
 (`anomaly_features`, docs/adr/0011-anomaly-feature-snapshots.md), so each figure also
 says how many snapshots its rows carried.
 The load average is printed with every figure: on a shared 2-core machine it matters.
+
+Then `--services` (default 2) detector services write at once, each a process with its own writer
+(as deployed: statistical, rules, ML), the same transactions' anomalies: their aggregate rows/s.
 
 `--split` instead prints where a row's CPU goes: client and PostgreSQL backend CPU per anomaly
 row of each step of the writer, run one after the other (8-feature rows, best of 3), with
@@ -31,16 +35,24 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import psycopg
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import Engine, text
 
 from bench._common import report, scratch_database
-from core.contracts import FeatureVector
+from core.contracts import FeatureVector, anomaly_ids
 from core.db import make_engine
-from core.detection import AnomalyWriter, Detections, FeatureBatch, Thresholds, detect, detect_batch
+from core.detection import (
+    AnomalyRecords,
+    AnomalyWriter,
+    Detections,
+    FeatureBatch,
+    Thresholds,
+    detect,
+    detect_batch,
+)
 from core.kafka import BatchProducer, client_config, ensure_topics
 from core.settings import Settings, load_settings
 from core.topics import STREAM_TOPICS
@@ -191,6 +203,86 @@ def bench_writer(rows: int = 100_000, batch: int = 5000, connections: int | None
             _delete_topics(settings)
 
 
+def _as_service(records: AnomalyRecords, service: str) -> AnomalyRecords:
+    """The same transactions' anomalies as another detector service writes them (its own detector names)."""
+    rows = [(*row[:8], f"{row[8]}@{service}", *row[9:]) for row in records.rows]
+    by_detector: dict[tuple[str, str], list[int]] = {}
+    for position, row in enumerate(rows):
+        by_detector.setdefault((row[8], row[9]), []).append(position)
+    for (name, version), positions in by_detector.items():
+        ids = anomaly_ids([rows[p][4] for p in positions], detector_name=name, detector_version=version)
+        for p, anomaly_id in zip(positions, ids, strict=True):
+            rows[p] = (anomaly_id, *rows[p][1:])
+    return AnomalyRecords(rows=rows, snapshots=records.snapshots)
+
+
+def _service_writer(
+    settings: Settings, service: str, rounds: int, batch: int, publish: bool, start: Any, done: Any
+) -> None:
+    """One detector service's writer (a process of its own), writing when every service is ready."""
+    records = [
+        _as_service(item.records(), service)
+        for item in _batches(settings=settings, rounds=rounds, size=batch, wide=False)
+    ]
+    gc.collect()
+    gc.freeze()
+    engine = make_engine(settings, pool_size=settings.anomaly_writer_connections)
+    producer = BatchProducer(settings, service=service)
+    writer = AnomalyWriter(engine=engine, producer=producer, settings=settings, service=service)
+    start.wait()
+    began = time.perf_counter()
+    inserted = sum(writer.write_records(item, publish=publish) for item in records)
+    done.put((inserted, began, time.perf_counter()))
+    writer.close()
+    engine.dispose()
+
+
+def bench_services(rows: int = 100_000, batch: int = 5000, services: int = 2) -> None:
+    """`services` detector services writing at once, as deployed (statistical, rules, ...): aggregate rows/s.
+
+    Each writes its own detectors' anomalies for the *same* transactions, so their snapshots
+    and cases meet in the database as they do in production.
+    """
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # no fork of a process that ran librdkafka threads
+    print(f"{services} detector services writing at once, each over its anomaly_writer_connections:")
+    for publish in (False, True):
+        with scratch_database() as settings:
+            ensure_topics(settings, STREAM_TOPICS)
+            try:
+                start, done = context.Barrier(services), context.Queue()
+                rounds = max(1, rows // batch // services)
+                workers = [
+                    context.Process(
+                        target=_service_writer,
+                        args=(settings, f"service-{n}", rounds, batch, publish, start, done),
+                    )
+                    for n in range(services)
+                ]
+                for worker in workers:
+                    worker.start()
+                results = [done.get(timeout=600) for _ in workers]
+                for worker in workers:
+                    worker.join()
+                inserted = sum(r[0] for r in results)
+                wall = max(r[2] for r in results) - min(r[1] for r in results)
+                engine = make_engine(settings, pool_size=1)
+                with engine.connect() as connection:
+                    counted = connection.execute(text("SELECT sum(anomaly_count) FROM cases")).scalar_one()
+                engine.dispose()
+                assert counted == inserted, f"cases count {counted} anomalies, {inserted} were stored"
+                what = "insert + publish" if publish else "insert only"
+                report(
+                    f"  {services} services, 8-feature, {what} ({inserted:,} new, {_load()})",
+                    inserted / wall,
+                    "rows/s",
+                    ">= 50,000",
+                )
+            finally:
+                _delete_topics(settings)
+
+
 # Index variants of `anomalies` for --split: statements run on a freshly migrated scratch database.
 _VARIANTS: Final = {
     "as migrated (primary key + 6 indexes)": (),
@@ -286,12 +378,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-statistical", action="store_true")
     parser.add_argument("--split", action="store_true", help="CPU per row of each writer step, index variants")
     parser.add_argument("--connections", type=int, help="writer connections (default: the setting, 2)")
+    parser.add_argument("--services", type=int, default=2, help="detector services writing at once (0: skip)")
     args = parser.parse_args(argv)
     steps: list[Callable[[], None]] = [] if args.skip_statistical else [bench_statistical]
     if args.split:
         steps.append(lambda: bench_writer_split(rows=args.rows, batch=args.batch))
     else:
         steps.append(lambda: bench_writer(rows=args.rows, batch=args.batch, connections=args.connections))
+        if args.services:
+            steps.append(lambda: bench_services(rows=args.rows, batch=args.batch, services=args.services))
     print(f"{os.cpu_count()} cores, {_load()} at start")
     for step in steps:
         step()
