@@ -374,7 +374,10 @@ class Anomaly(BaseModel):
     score: float = Field(ge=0, le=100, description="Normalised 0-100; higher is more anomalous.")
     severity: Severity
     reasons: list[Reason] = Field(min_length=1)
-    features: dict[str, float | None] = Field(default_factory=dict, description="Feature snapshot.")
+    features: dict[str, float | None] = Field(
+        default_factory=dict,
+        description="Feature snapshot; empty on the `anomalies` topic (GET /v1/anomalies/{id} has it).",
+    )
     amount: Decimal | None = None
     currency: str | None = None
     status: AnomalyStatus = AnomalyStatus.OPEN

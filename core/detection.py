@@ -565,7 +565,7 @@ class AnomalyWriter:
     """Stores anomalies and their snapshots idempotently, keeps cases in step, then publishes them.
 
     Order matters: snapshots, rows and cases are committed first, then every anomaly
-    of the batch is published and acknowledged; only then may the caller commit
+    of the batch is published (without the snapshot, ADR 0012) and acknowledged; only then may the caller commit
     offsets. A replay re-inserts nothing (ON CONFLICT DO NOTHING on the deterministic
     anomaly id, and on the transaction for its snapshot, which every detector service
     of a transaction writes) and re-publishes the whole batch, because a crash may have
@@ -623,7 +623,9 @@ class AnomalyWriter:
         metrics.ANOMALIES_WRITTEN.labels(self._service).inc(inserted)
         if publish:
             keys = [f"{row[_TENANT]}/{row[_ENTITY_TYPE]}/{row[_ENTITY_ID]}" for row in unique]
-            messages = anomaly_messages(unique, records.snapshots)
+            # Without the feature snapshot: it is in the database (the API's anomaly detail) and nobody
+            # downstream reads it; at 141 features it was ~5 of a message's ~6 kB (docs/adr/0012).
+            messages = anomaly_messages(unique)
             self._producer.produce_batch(self._topic, messages, keys, [None] * len(keys))
             self._producer.flush_or_raise()
         return inserted
