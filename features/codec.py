@@ -185,9 +185,9 @@ def batch_of(transactions: list[Tx], apply: list[bool]) -> Batch:
     )
     return Batch(
         times,
-        [f"{t}/{a}" for t, a in zip(tenants, accounts, strict=True)],  # entity_key, inlined: every row
+        entity_keys(tenants, accounts),
         entity_keys(tenants, cards),
-        [f"{t}/{m}" for t, m in zip(tenants, merchants, strict=True)],
+        entity_keys(tenants, merchants),
         entity_keys(tenants, devices),
         entity_keys(tenants, ips),
         countries,

@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, overload
 
 import numpy as np
 import orjson
@@ -77,8 +77,12 @@ def entity_key(tenant_id: str, entity_id: str) -> str:
     return f"{tenant_id}/{entity_id}"
 
 
-def entity_keys(tenant_ids: Sequence[str], entity_ids: Sequence[str | None]) -> list[str | None]:
-    """`entity_key` for a column; None (no card, device or IP) stays None."""
+@overload
+def entity_keys(tenant_ids: Sequence[str], entity_ids: list[str]) -> list[str]: ...
+@overload
+def entity_keys(tenant_ids: Sequence[str], entity_ids: list[str | None]) -> list[str | None]: ...
+def entity_keys(tenant_ids: Sequence[str], entity_ids: list[str] | list[str | None]) -> list[str] | list[str | None]:
+    """`entity_key` for a column, formatted inline (the stream calls it for every row); None stays None."""
     return [None if e is None else f"{t}/{e}" for t, e in zip(tenant_ids, entity_ids, strict=True)]
 
 

@@ -273,10 +273,9 @@ class FeatureFollower:
                     store.load_state(newest.snapshot_id), partitions=partitions, load=store.load_state
                 )
             except IncompatibleStateError:
-                # Written before an upgrade that keys state differently: follow from the beginning instead.
+                # Written before an upgrade that keys state differently: follow from the beginning instead
+                # (with the fresh engine and sequencer made above).
                 log.warning("newest feature snapshot is from an incompatible version; following from the start")
-                engine = FeatureEngine()
-                sequencer = Sequencer[Tx](partitions=partitions, allowed_lateness=self._lateness)
                 break
             except FeaturesError:  # pruned between listing and loading (a newer one exists): list again
                 if attempt == 2:

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from features.engine import Batch, FeatureEngine, entity_key, entity_keys, epoch_seconds
+from features.engine import Batch, FeatureEngine, entity_keys, epoch_seconds
 from features.errors import FeaturesError
 from features.registry import FEATURE_NAMES, FEATURE_SET_VERSION
 
@@ -126,8 +126,8 @@ def replay(
         if "tenant_id" in table.column_names
         else [""] * table.num_rows
     )
-    accounts = [entity_key(t, str(v)) for t, v in zip(tenants, table.column("account_id").to_pylist(), strict=True)]
-    merchants = [entity_key(t, str(v)) for t, v in zip(tenants, table.column("merchant_id").to_pylist(), strict=True)]
+    accounts = entity_keys(tenants, [str(v) for v in table.column("account_id").to_pylist()])
+    merchants = entity_keys(tenants, [str(v) for v in table.column("merchant_id").to_pylist()])
     countries = [str(v).upper() for v in table.column("country").to_pylist()]
     amounts = [_amount(v) for v in table.column("amount").to_pylist()]
 

@@ -163,7 +163,7 @@ class HistoryReader:
 
     def read(self, transaction: Transaction) -> History:
         """Rows before `transaction` in the stream's release order (event time, then id)."""
-        from features.engine import Batch, entity_key, entity_keys
+        from features.engine import Batch, entity_keys
 
         keys = {
             "account_id": transaction.account_id,
@@ -198,13 +198,12 @@ class HistoryReader:
         for i, (lat, lon) in enumerate(zip(lats, lons, strict=True)):
             if lat is None or lon is None or not (math.isfinite(lat) and math.isfinite(lon)):
                 lats[i] = lons[i] = None
-        tenant = transaction.tenant_id  # the rows are this tenant's (the query's filter)
-        tenants = [tenant] * len(ids)
+        tenants = [transaction.tenant_id] * len(ids)  # the rows are this tenant's (the query's filter)
         batch = Batch(
             times=times,
-            accounts=[entity_key(tenant, account) for account in accounts],
+            accounts=entity_keys(tenants, accounts),
             cards=entity_keys(tenants, cards),
-            merchants=[entity_key(tenant, merchant) for merchant in merchants],
+            merchants=entity_keys(tenants, merchants),
             devices=entity_keys(tenants, devices),
             ips=entity_keys(tenants, ips),
             countries=countries,
