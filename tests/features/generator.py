@@ -6,6 +6,8 @@ import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from sqlalchemy import Engine
+
 from core.contracts import Channel, Transaction
 from core.kafka import DeliveringProducer
 from core.settings import Settings
@@ -94,3 +96,20 @@ def produce(settings: Settings, transactions: list[Transaction], extra: list[byt
     for raw in extra:
         producer.produce(topic, raw, key=b"acc-0")
     producer.flush_or_raise()
+
+
+def store_stale_snapshot(database: Engine, settings: Settings, *, allowed_lateness: float) -> None:
+    """Store what an upgrade finds: a snapshot whose engine state is in the format before tenant-scoped keys."""
+    from features.codec import batch_of, decode_transactions
+    from features.engine import FeatureEngine
+    from features.ordering import Sequencer
+    from features.service import pack_state
+    from features.store import SnapshotStore
+
+    engine = FeatureEngine()
+    engine.compute(batch_of(decode_transactions([t.model_dump_json().encode() for t in generate(5)])[0], [True] * 5))
+    blob = pack_state(engine, Sequencer(partitions=(0, 1, 2), allowed_lateness=allowed_lateness))
+    assert blob.count(b"VFE3") == 1, "the engine state's magic is where this helper expects it"
+    SnapshotStore(database, source_topic=settings.topic(TX_VALID)).save(
+        owner="0/1", owned=(0, 1, 2), processed=5, output_offsets={}, state=blob.replace(b"VFE3", b"VFE2")
+    )

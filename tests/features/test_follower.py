@@ -15,12 +15,11 @@ from core.kafka import DeliveringProducer, StopFlag, read_all
 from core.settings import Settings
 from core.topics import TX_FEATURES, TX_VALID
 from features import FeatureFollower
-from features.codec import batch_of, decode_transactions, features_dict
+from features.codec import features_dict
 from features.engine import Batch, FeatureEngine
-from features.ordering import Sequencer
-from features.service import FeatureStage, StageOptions, pack_state
+from features.service import FeatureStage, StageOptions
 from features.store import SnapshotStore
-from tests.features.generator import generate, produce
+from tests.features.generator import generate, produce, store_stale_snapshot
 
 pytestmark = pytest.mark.integration
 
@@ -163,15 +162,7 @@ def test_a_snapshot_from_an_incompatible_version_means_following_from_the_beginn
 ) -> None:
     traffic = generate(120, seed=24, accounts=6)
     produce(fast, traffic[:119])
-    old_engine = FeatureEngine()
-    old_engine.compute(
-        batch_of(decode_transactions([t.model_dump_json().encode() for t in traffic[:5]])[0], [True] * 5)
-    )
-    blob = pack_state(old_engine, Sequencer(partitions=(0, 1, 2), allowed_lateness=10.0))
-    stale = blob.replace(b"VFE3", b"VFE2")  # the engine state's format before tenant-scoped keys
-    SnapshotStore(db, source_topic=fast.topic(TX_VALID)).save(
-        owner="0/1", owned=(0, 1, 2), processed=5, output_offsets={}, state=stale
-    )
+    store_stale_snapshot(db, fast, allowed_lateness=10.0)  # what an upgrade finds
     follower = _follow(fast, db, followers)
     _read(follower, 119, applied=True)
     assert follower.status().snapshot_id is None and follower.status().error is None

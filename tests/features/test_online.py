@@ -31,14 +31,10 @@ from core.kafka import (
 )
 from core.settings import Settings
 from core.topics import TX_DLQ, TX_FEATURES, TX_VALID, TopicSpec
-from features.codec import batch_of, decode_transactions
-from features.engine import FeatureEngine
 from features.offline import replay
-from features.ordering import Sequencer
 from features.registry import FEATURE_NAMES
-from features.service import SOURCE_OFFSET_HEADER, SOURCE_PARTITION_HEADER, pack_state
-from features.store import SnapshotStore
-from tests.features.generator import generate, produce, to_csv_rows
+from features.service import SOURCE_OFFSET_HEADER, SOURCE_PARTITION_HEADER
+from tests.features.generator import generate, produce, store_stale_snapshot, to_csv_rows
 
 pytestmark = pytest.mark.integration
 LATENESS = 10.0
@@ -214,16 +210,7 @@ def test_kill_minus_nine_mid_stream_gives_identical_output_without_gaps_or_dupli
 def test_a_snapshot_from_an_incompatible_version_means_starting_from_the_beginning(
     topics: Settings, db: Engine, tmp_path: Path, stages: list[_Stage]
 ) -> None:
-    # What an upgrade finds: the newest snapshot's engine state in the previous format (before tenant keys).
-    old_engine = FeatureEngine()
-    old_engine.compute(
-        batch_of(decode_transactions([t.model_dump_json().encode() for t in generate(5)])[0], [True] * 5)
-    )
-    blob = pack_state(old_engine, Sequencer(partitions=(0, 1, 2), allowed_lateness=LATENESS))
-    assert blob.count(b"VFE3") == 1
-    store = SnapshotStore(db, source_topic=topics.topic(TX_VALID))
-    stale = blob.replace(b"VFE3", b"VFE2")
-    store.save(owner="0/1", owned=(0, 1, 2), processed=5, output_offsets={}, state=stale)
+    store_stale_snapshot(db, topics, allowed_lateness=LATENESS)  # what an upgrade finds
     transactions = generate(600, seed=13)
     produce(topics, transactions)
     stages.append(_Stage(topics, tmp_path / "stage.log"))
