@@ -210,7 +210,12 @@ def _as_service(records: AnomalyRecords, service: str) -> AnomalyRecords:
     for position, row in enumerate(rows):
         by_detector.setdefault((row[8], row[9]), []).append(position)
     for (name, version), positions in by_detector.items():
-        ids = anomaly_ids([rows[p][4] for p in positions], detector_name=name, detector_version=version)
+        ids = anomaly_ids(
+            tenant_ids=[rows[p][3] for p in positions],
+            transaction_ids=[rows[p][4] for p in positions],
+            detector_name=name,
+            detector_version=version,
+        )
         for p, anomaly_id in zip(positions, ids, strict=True):
             rows[p] = (anomaly_id, *rows[p][1:])
     return AnomalyRecords(rows=rows, snapshots=records.snapshots)

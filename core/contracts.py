@@ -316,19 +316,26 @@ class Reason(BaseModel):
 _ANOMALY_NAMESPACE: Final = uuid.UUID("6f1d3c2e-6a43-4f5b-9a55-1c0b7a0de1a1")
 
 
-def _anomaly_key(transaction_id: str, detector_name: str, detector_version: str) -> str:
-    return f"{transaction_id}\x1f{detector_name}\x1f{detector_version}"
+def _anomaly_key(tenant_id: str, transaction_id: str, detector_name: str, detector_version: str) -> str:
+    # Transaction ids are unique per tenant only (ADR 0013): two tenants' `tx-1` are two anomalies.
+    return f"{tenant_id}\x1f{transaction_id}\x1f{detector_name}\x1f{detector_version}"
 
 
-def anomaly_id_for(*, transaction_id: str, detector_name: str, detector_version: str) -> uuid.UUID:
+def anomaly_id_for(*, tenant_id: str, transaction_id: str, detector_name: str, detector_version: str) -> uuid.UUID:
     """Deterministic id of an anomaly, so replays and retries produce the same row."""
-    return uuid.uuid5(_ANOMALY_NAMESPACE, _anomaly_key(transaction_id, detector_name, detector_version))
+    return uuid.uuid5(_ANOMALY_NAMESPACE, _anomaly_key(tenant_id, transaction_id, detector_name, detector_version))
 
 
-def anomaly_ids(transaction_ids: Sequence[str], *, detector_name: str, detector_version: str) -> list[uuid.UUID]:
-    """`anomaly_id_for` of many transactions of one detector, in bulk."""
-    suffix = _anomaly_key("", detector_name, detector_version).encode()
-    return uuid5_many(_ANOMALY_NAMESPACE, [t.encode() + suffix for t in transaction_ids])
+def anomaly_ids(
+    *, tenant_ids: Sequence[str], transaction_ids: Sequence[str], detector_name: str, detector_version: str
+) -> list[uuid.UUID]:
+    """`anomaly_id_for` of many transactions of one detector, in bulk (tenant and transaction pairwise)."""
+    suffix = _anomaly_key("", "", detector_name, detector_version)[1:].encode()  # "\x1f{name}\x1f{version}"
+    names = [
+        f"{tenant}\x1f{transaction}".encode() + suffix
+        for tenant, transaction in zip(tenant_ids, transaction_ids, strict=True)
+    ]
+    return uuid5_many(_ANOMALY_NAMESPACE, names)
 
 
 def uuid5_many(namespace: uuid.UUID, names: Iterable[bytes]) -> list[uuid.UUID]:
@@ -393,6 +400,7 @@ class Anomaly(BaseModel):
     def build(cls, *, detected_at: datetime, **fields: Any) -> Anomaly:
         """Make an anomaly whose id is derived from its natural key."""
         anomaly_id = anomaly_id_for(
+            tenant_id=fields["tenant_id"],
             transaction_id=fields["transaction_id"],
             detector_name=fields["detector_name"],
             detector_version=fields["detector_version"],

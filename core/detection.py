@@ -270,15 +270,22 @@ class Detections:
         for flagged in self.flagged:
             detector = flagged.detector
             txs = [transactions[index] for index in flagged.rows]
+            tenant_ids = [t.tenant_id for t in txs]
             transaction_ids = [t.transaction_id for t in txs]
             event_times = [t.occurred_at for t in txs]
             entity_types, entity_ids = _entities(detector, txs)
             count = len(txs)
+            ids = anomaly_ids(
+                tenant_ids=tenant_ids,
+                transaction_ids=transaction_ids,
+                detector_name=detector.name,
+                detector_version=detector.version,
+            )
             columns = (
-                anomaly_ids(transaction_ids, detector_name=detector.name, detector_version=detector.version),
+                ids,
                 event_times,
                 repeat(self.detected_at, count),
-                [t.tenant_id for t in txs],
+                tenant_ids,
                 transaction_ids,
                 entity_types,
                 entity_ids,
@@ -457,7 +464,12 @@ def anomaly_row(anomaly: Anomaly) -> AnomalyRow:
 def anomaly_records(anomalies: Sequence[Anomaly]) -> AnomalyRecords:
     """Rows and snapshots of already built anomaly models."""
     snapshots = {
-        (a.transaction_id, a.event_time): (a.tenant_id, a.transaction_id, a.event_time, orjson.dumps(a.features))
+        (a.tenant_id, a.transaction_id, a.event_time): (
+            a.tenant_id,
+            a.transaction_id,
+            a.event_time,
+            orjson.dumps(a.features),
+        )
         for a in anomalies
     }
     return AnomalyRecords(rows=[anomaly_row(a) for a in anomalies], snapshots=list(snapshots.values()))
@@ -483,7 +495,7 @@ def anomaly_messages(rows: Sequence[AnomalyRow], snapshots: Sequence[SnapshotRow
     """
     if not rows:
         return []
-    features = {(s[1], s[2]): s[3] for s in snapshots}
+    features = {(s[0], s[1], s[2]): s[3] for s in snapshots}
     columns = list(zip(*rows, strict=True))
     ids = _split_json(columns[_ID])
     raw_scores = _split_json(columns[_SCORE_RAW])
@@ -498,7 +510,7 @@ def anomaly_messages(rows: Sequence[AnomalyRow], snapshots: Sequence[SnapshotRow
         key = (row[_TRANSACTION], row[_EVENT_TIME], row[_TENANT], row[_AMOUNT], row[_CURRENCY])
         shared = per_transaction.get(key)
         if shared is None:
-            snapshot = features.get((row[_TRANSACTION], row[_EVENT_TIME]), _EMPTY_SNAPSHOT)
+            snapshot = features.get((row[_TENANT], row[_TRANSACTION], row[_EVENT_TIME]), _EMPTY_SNAPSHOT)
             shared = per_transaction[key] = _transaction_part(row, snapshot)
         detector = (row[_DETECTED_AT], row[_DETECTOR_FAMILY], row[_DETECTOR_NAME], row[_DETECTOR_VERSION], row[_STATUS])
         constant = per_detector.get(detector)
@@ -712,7 +724,7 @@ ON CONFLICT DO NOTHING
 
 def _store_snapshots(cursor: psycopg.Cursor[Any], snapshots: Sequence[SnapshotRow]) -> None:
     """Each transaction's snapshot once, whichever detector service gets there first; `{}` is not stored."""
-    keyed = {(s[1], s[2]): s for s in snapshots if s[3] != _EMPTY_SNAPSHOT}
+    keyed = {(s[1], s[0], s[2]): s for s in snapshots if s[3] != _EMPTY_SNAPSHOT}  # the primary key's order
     if not keyed:
         return
     ordered = [keyed[key] for key in sorted(keyed)]

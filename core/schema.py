@@ -64,7 +64,8 @@ transactions: Final = Table(
     # Kafka coordinates (topic/partition/offset) that first brought this row: tells a replay of the
     # same record (ignored) from a second record reusing the id (dead-lettered as a duplicate).
     Column("source_ref", String(200)),
-    PrimaryKeyConstraint("transaction_id", "occurred_at", name="transactions_pkey"),
+    # Ids are unique per tenant (ADR 0013); transaction_id leads so lookups by id alone use this key too.
+    PrimaryKeyConstraint("transaction_id", "tenant_id", "occurred_at", name="transactions_pkey"),
 )
 
 anomalies: Final = Table(
@@ -321,5 +322,5 @@ anomaly_features: Final = Table(
     Column("transaction_id", String(128), nullable=False),
     _tstz("event_time"),
     Column("features", JSON, nullable=False),
-    PrimaryKeyConstraint("transaction_id", "event_time", name="anomaly_features_pkey"),
+    PrimaryKeyConstraint("transaction_id", "tenant_id", "event_time", name="anomaly_features_pkey"),
 )

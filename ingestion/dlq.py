@@ -89,6 +89,7 @@ class DeadLetterRecord:
     value: bytes
     headers: tuple[tuple[str, bytes], ...]  # the producer's own headers (not Vigil's)
     transaction_id: str | None  # best effort: the value may not even be JSON
+    tenant_id: str | None = None  # likewise; ids are unique per tenant (ADR 0013)
 
     @property
     def ref(self) -> str:
@@ -112,6 +113,7 @@ class DeadLetterRecord:
             "dead_lettered_at": self.dead_lettered_at,
             "source": self.source_ref,
             "transaction_id": self.transaction_id,
+            "tenant_id": self.tenant_id,
             "key": None if self.key is None else self.key.decode("utf-8", errors="replace"),
             "value": text,
             "value_base64": base64.b64encode(self.value).decode(),
@@ -123,6 +125,7 @@ class DeadLetterRecord:
         headers = header_pairs(message)
         own = {name: value.decode("utf-8", errors="replace") for name, value in headers if name.startswith("vigil.")}
         value = message.value() or b""
+        tenant_id, transaction_id = _identity(value)
         return cls(
             topic=message.topic() or "",
             partition=message.partition() or 0,
@@ -137,7 +140,8 @@ class DeadLetterRecord:
             key=message.key(),
             value=value,
             headers=tuple((name, data) for name, data in headers if not name.startswith("vigil.")),
-            transaction_id=_transaction_id(value),
+            transaction_id=transaction_id,
+            tenant_id=tenant_id,
         )
 
 
@@ -148,14 +152,19 @@ def _int(text: str | None) -> int:
         return -1
 
 
-def _transaction_id(value: bytes) -> str | None:
+def _identity(value: bytes) -> tuple[str | None, str | None]:
+    """(tenant_id, transaction_id) of a dead letter's value, each None where it has none."""
     try:
         parsed = orjson.loads(value)
     except orjson.JSONDecodeError:
-        return None
-    if isinstance(parsed, dict) and isinstance(parsed.get("transaction_id"), str):
-        return str(parsed["transaction_id"])[:128]
-    return None
+        return None, None
+    if not isinstance(parsed, dict):
+        return None, None
+    tenant, transaction = parsed.get("tenant_id"), parsed.get("transaction_id")
+    return (
+        tenant[:128] if isinstance(tenant, str) else None,
+        transaction[:128] if isinstance(transaction, str) else None,
+    )
 
 
 def inspect_dead_letters(
@@ -206,24 +215,25 @@ def replay_dead_letters(
 ) -> ReplayReport:
     """Re-submit dead letters to tx.raw (original key, bytes and headers), without duplicates.
 
-    Skipped: records whose transaction id is already stored, and later records sharing an
-    id with an earlier selected one. Each re-submission carries `vigil.replay.of`, so even
+    Skipped: records whose tenant's transaction id is already stored, and later records sharing
+    a tenant and id with an earlier selected one. Each re-submission carries `vigil.replay.of`, so even
     two concurrent replays of the same dead letter are ingested once (the second is skipped).
     """
     report = ReplayReport()
     from_ingestion = [record for record in records if record.service == INGEST_SERVICE]
     report.not_from_ingestion.extend(record.ref for record in records if record.service != INGEST_SERVICE)
-    stored = _stored_ids(engine, [r.transaction_id for r in from_ingestion if r.transaction_id is not None])
+    stored = _stored_keys(engine, [key for r in from_ingestion if (key := _key(r)) is not None])
     chosen: list[DeadLetterRecord] = []
-    seen: set[str] = set()
+    seen: set[tuple[str, str]] = set()
     for record in from_ingestion:
-        if record.transaction_id is not None and record.transaction_id in stored:
+        key = _key(record)
+        if key is not None and key in stored:
             report.already_ingested.append(record.ref)
-        elif record.transaction_id is not None and record.transaction_id in seen:
+        elif key is not None and key in seen:
             report.duplicate_in_selection.append(record.ref)
         else:
-            if record.transaction_id is not None:
-                seen.add(record.transaction_id)
+            if key is not None:
+                seen.add(key)
             chosen.append(record)
     report.resubmitted.extend(record.ref for record in chosen)
     if dry_run or not chosen:
@@ -237,11 +247,19 @@ def replay_dead_letters(
     return report
 
 
-def _stored_ids(engine: Engine, ids: Sequence[str]) -> set[str]:
-    if not ids:
+def _key(record: DeadLetterRecord) -> tuple[str, str] | None:
+    # Without a tenant the record cannot have been stored (the contract requires one): always resubmitted.
+    if record.tenant_id is None or record.transaction_id is None:
+        return None
+    return record.tenant_id, record.transaction_id
+
+
+def _stored_keys(engine: Engine, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+    if not keys:
         return set()
+    t = transactions.c
     with engine.connect() as connection:
         rows = connection.execute(
-            select(transactions.c.transaction_id).where(transactions.c.transaction_id.in_(set(ids)))
+            select(t.tenant_id, t.transaction_id).where(t.transaction_id.in_({key[1] for key in keys}))
         )
-        return {row[0] for row in rows}
+        return {(row[0], row[1]) for row in rows} & set(keys)

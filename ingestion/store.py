@@ -4,8 +4,9 @@ One database transaction per batch:
 
 1. take the ingestion advisory lock, so the duplicate check below and the insert are
    atomic with respect to other ingest replicas (the table is partitioned by time, so
-   PostgreSQL cannot enforce uniqueness of `transaction_id` alone);
-2. look up every candidate id;
+   PostgreSQL cannot enforce uniqueness of a tenant's `transaction_id` alone);
+2. look up every candidate id (ids are unique per tenant: another tenant's row with the
+   same id is no duplicate, ADR 0013);
 3. COPY the new rows straight into the table. The lock and the lookup are what make the write
    idempotent (a row the lookup did not see cannot appear meanwhile); if one does anyway (a
    writer that skips the lock), the primary key refuses the COPY, the whole batch rolls back and
@@ -47,7 +48,7 @@ _COPY: Final = f"COPY transactions ({_COLUMN_LIST}) FROM STDIN"
 # adapting a Python list costs ~1 µs per id in psycopg, splitting in the server next to nothing.
 # string_to_array without a null string never yields NULL, so an id spelled "NULL" stays text.
 _LOOKUP: Final = (
-    "SELECT transaction_id, source_ref, ingested_at FROM transactions "
+    "SELECT tenant_id, transaction_id, source_ref, ingested_at FROM transactions "
     "WHERE transaction_id = ANY(string_to_array(%s, ','))"
 )
 
@@ -141,7 +142,7 @@ class StoreSession:
         self._stored = _copy_text(ingested_at)
         self._publish = publish
         self._locked = False
-        self._claimed: dict[str, str] = {}  # ids taken by an earlier record of this batch
+        self._claimed: dict[tuple[str, str], str] = {}  # (tenant, id) taken by an earlier record of this batch
 
     def write(self, candidates: Sequence[Candidate]) -> list[Decision]:
         """Decide and write one slice; earlier slices of the batch count as stored."""
@@ -172,7 +173,9 @@ class StoreSession:
                 return []
             ids = ",".join({candidate.valid.transaction_id for candidate in candidates})
             cursor.execute(_LOOKUP, (ids,))
-            existing: dict[str, tuple[str | None, datetime]] = {row[0]: (row[1], row[2]) for row in cursor.fetchall()}
+            existing: dict[tuple[str, str], tuple[str | None, datetime]] = {
+                (row[0], row[1]): (row[2], row[3]) for row in cursor.fetchall()
+            }
             decisions = self._decide(candidates, existing)
             if any(decision.outcome is Outcome.INSERTED for decision in decisions):
                 stored = self._stored
@@ -196,20 +199,21 @@ class StoreSession:
         return decisions
 
     def _decide(
-        self, candidates: Sequence[Candidate], existing: dict[str, tuple[str | None, datetime]]
+        self, candidates: Sequence[Candidate], existing: dict[tuple[str, str], tuple[str | None, datetime]]
     ) -> list[Decision]:
         decisions: list[Decision] = []
         claimed = self._claimed
         inserted = Decision(Outcome.INSERTED, self._ingested_at)
         for candidate in candidates:
-            transaction_id = candidate.valid.transaction_id
-            if transaction_id in existing:
-                owner, stored_at = existing[transaction_id]
+            valid = candidate.valid
+            key = (valid.fields["tenant_id"], valid.transaction_id)
+            if key in existing:
+                owner, stored_at = existing[key]
                 decisions.append(self._against_existing(candidate, owner, stored_at))
-            elif transaction_id in claimed:
-                decisions.append(self._against_existing(candidate, claimed[transaction_id], self._ingested_at))
+            elif key in claimed:
+                decisions.append(self._against_existing(candidate, claimed[key], self._ingested_at))
             else:
-                claimed[transaction_id] = candidate.source_ref
+                claimed[key] = candidate.source_ref
                 decisions.append(inserted)
         return decisions
 

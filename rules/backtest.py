@@ -123,7 +123,7 @@ def backtest(
     *,
     expression: str,
     batches: Iterable[Sequence[FeatureVector]],
-    labels: Mapping[str, bool] | None = None,
+    labels: Mapping[tuple[str, str], bool] | None = None,
     tenant_id: str | None = None,
     catalogue: Catalogue | None = None,
     max_examples: int = 20,
@@ -131,7 +131,7 @@ def backtest(
 ) -> BacktestReport:
     """Evaluate `expression` over every batch; raises RuleSyntaxError before reading anything if invalid.
 
-    `labels` maps transaction id to True (fraud) or False (not fraud); `on_batch`
+    `labels` maps (tenant, transaction id) to True (fraud) or False (not fraud); `on_batch`
     is called with each batch's size (progress bars).
     """
     labels = labels or {}
@@ -164,7 +164,7 @@ def backtest(
             transaction = vector.transaction
             day = transaction.occurred_at.astimezone(UTC).date()
             evaluated_per_day[day] += 1
-            label = labels.get(transaction.transaction_id)
+            label = labels.get((transaction.tenant_id, transaction.transaction_id))
             hit = bool(matched[row])
             if label is not None:
                 labelled += 1

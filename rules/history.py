@@ -62,10 +62,12 @@ def _vector(row: dict[str, Any]) -> FeatureVector:
     )
 
 
-def load_labels(*, engine: Engine, start: datetime, end: datetime, tenant_id: str | None = None) -> dict[str, bool]:
-    """Transaction id -> True (fraud) / False (any other verdict) for labelled transactions in the window."""
+def load_labels(
+    *, engine: Engine, start: datetime, end: datetime, tenant_id: str | None = None
+) -> dict[tuple[str, str], bool]:
+    """(tenant, transaction id) -> True (fraud) / False (any other verdict) for labelled transactions in the window."""
     query = (
-        select(labels.c.transaction_id, labels.c.label)
+        select(labels.c.tenant_id, labels.c.transaction_id, labels.c.label)
         .join(
             transactions,
             and_(
@@ -75,11 +77,12 @@ def load_labels(*, engine: Engine, start: datetime, end: datetime, tenant_id: st
         )
         .where(_window(start, end, tenant_id))
     )
-    verdicts: dict[str, bool] = {}
+    verdicts: dict[tuple[str, str], bool] = {}
     with engine.connect() as connection:
-        for transaction_id, label in connection.execute(query):
+        for tenant, transaction_id, label in connection.execute(query):
             # Any source saying fraud (analyst, chargeback) makes it fraud.
-            verdicts[transaction_id] = verdicts.get(transaction_id, False) or label in FRAUD_LABELS
+            key = (tenant, transaction_id)
+            verdicts[key] = verdicts.get(key, False) or label in FRAUD_LABELS
     return verdicts
 
 

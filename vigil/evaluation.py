@@ -399,12 +399,13 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _transactions_by_id(path: Path) -> dict[str, dict[str, Any]]:
+def _transactions_by_key(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """Rows by (tenant, transaction id), the tenant spelled as the feature frame spells it (ids are per tenant)."""
     import pyarrow.parquet as pq
 
     table = pq.read_table(path)
-    rows = table.to_pylist()
-    return {str(row["transaction_id"]): row for row in rows}
+    tenanted = "tenant_id" in table.column_names
+    return {(str(row["tenant_id"]) if tenanted else "", str(row["transaction_id"])): row for row in table.to_pylist()}
 
 
 def _vector(row: Mapping[str, Any], features: dict[str, float | None]) -> FeatureVector:
@@ -438,7 +439,7 @@ def _vector(row: Mapping[str, Any], features: dict[str, float | None]) -> Featur
 
 
 def _family_scores(
-    detectors: Sequence[Detector], frame: FeatureFrame, transactions: Mapping[str, Mapping[str, Any]]
+    detectors: Sequence[Detector], frame: FeatureFrame, transactions: Mapping[tuple[str, str], Mapping[str, Any]]
 ) -> dict[str, tuple[str, FloatArray, FloatArray]]:
     """Raw and normalised scores of every detector over the frame, batch by batch."""
     results: dict[str, tuple[str, list[FloatArray], list[FloatArray]]] = {}
@@ -448,7 +449,7 @@ def _family_scores(
         block = frame.matrix[start:stop]
         vectors = [
             _vector(
-                transactions[frame.transaction_ids[i]],
+                transactions[frame.tenant_ids[i], frame.transaction_ids[i]],
                 dict(zip(names, [None if v != v else v for v in block[i - start].tolist()], strict=True)),
             )
             for i in range(start, stop)
@@ -538,8 +539,8 @@ def evaluate(
             others.extend(pack_detectors(options.rules_pack) if options.rules_pack else pack_detectors())
         if others:
             say(f"scoring {len(test)} rows with {len(others)} statistical/rule detectors")
-            rows_by_id = _transactions_by_id(normalised)
-            family_scores = _family_scores(others, test, rows_by_id)
+            rows_by_key = _transactions_by_key(normalised)
+            family_scores = _family_scores(others, test, rows_by_key)
             rule_keys = [key for key, (family, _, _) in family_scores.items() if family == "rules"]
             scored.update(family_scores)
             if rule_keys:

@@ -170,7 +170,11 @@ def get_anomaly(*, connection: Connection, tenants: Sequence[str] | None, anomal
     snapshot = anomaly_features.c
     joined = anomalies.outerjoin(
         anomaly_features,
-        and_(snapshot.transaction_id == anomalies.c.transaction_id, snapshot.event_time == anomalies.c.event_time),
+        and_(
+            snapshot.transaction_id == anomalies.c.transaction_id,
+            snapshot.tenant_id == anomalies.c.tenant_id,
+            snapshot.event_time == anomalies.c.event_time,
+        ),
     )
     query = select(anomalies, snapshot.features).select_from(joined).where(anomalies.c.anomaly_id == anomaly_id)
     if tenants is not None:

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from api.decisions.models import Decision
+from api.transactions.service import sole_tenant
 from core.schema import anomalies, transactions
 from core.settings import Settings
 
@@ -44,13 +45,13 @@ def decision_rows(
         )
     ]
     tx_scope = [transactions.c.tenant_id.in_(list(tenants))] if tenants is not None else []
-    stored = connection.execute(
-        select(transactions.c.tenant_id)
-        .where(transactions.c.transaction_id == transaction_id, *tx_scope)
-        .order_by(transactions.c.tenant_id)
-        .limit(1)
-    ).scalar_one_or_none()
-    tenant = stored or (found[0]["tenant_id"] if found else None)
+    stored = set(
+        connection.execute(
+            select(transactions.c.tenant_id).where(transactions.c.transaction_id == transaction_id, *tx_scope)
+        ).scalars()
+    )
+    # 409 when the id is several tenants' (ids are unique per tenant only, ADR 0013).
+    tenant = sole_tenant(transaction_id=transaction_id, tenants=stored | {row["tenant_id"] for row in found})
     if tenant is None:
         return None, False, []
-    return tenant, stored is not None, [row for row in found if row["tenant_id"] == tenant]
+    return tenant, tenant in stored, [row for row in found if row["tenant_id"] == tenant]

@@ -98,7 +98,7 @@ async def score(request: Request, ctx: Ctx, principal: CanScore) -> ScoreRespons
     "/v1/decisions/{transaction_id}",
     summary="The stream's decision on one of your transactions",
     response_model=DecisionView,
-    responses=error_responses(401, 403, 404, 422, 429, 503),
+    responses=error_responses(401, 403, 404, 409, 422, 429, 503),
 )
 def get_decision(
     ctx: Ctx,

@@ -7,7 +7,7 @@ ingestion service does enrichment, storage and dead-lettering downstream.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy import Connection, and_, select
 
 from api.context import DELIVERY_TIMEOUT_SECONDS, ProducerPool
-from api.errors import ForbiddenError, UnavailableError
+from api.errors import ConflictError, ForbiddenError, UnavailableError
 from api.permissions import Principal
 from core import metrics
 from core.contracts import Transaction
@@ -37,14 +37,30 @@ HEADER_SOURCE: Final = "vigil.source"
 HEADER_PRINCIPAL: Final = "vigil.principal"
 
 
+def sole_tenant(*, transaction_id: str, tenants: Iterable[str]) -> str | None:
+    """The tenant whose transaction an id names for this caller; None if none.
+
+    Ids are unique per tenant only (ADR 0013): a caller who sees several tenants that each have
+    the id gets a 409 naming them (all within its own scope) rather than one picked for it.
+    """
+    found = sorted(set(tenants))
+    if len(found) > 1:
+        raise ConflictError(
+            f"transaction {transaction_id!r} exists in tenants {', '.join(found)}: name one with ?tenant_id=",
+            code="ambiguous_transaction_id",
+        )
+    return found[0] if found else None
+
+
 def get_transaction(
     *, connection: Connection, tenants: Sequence[str] | None, transaction_id: str
 ) -> dict[str, Any] | None:
     query = select(transactions).where(transactions.c.transaction_id == transaction_id)
     if tenants is not None:
         query = query.where(transactions.c.tenant_id.in_(list(tenants)))
-    row = connection.execute(query.order_by(transactions.c.occurred_at.desc()).limit(1)).first()
-    return None if row is None else dict(row._mapping)
+    rows = [dict(row._mapping) for row in connection.execute(query)]
+    tenant = sole_tenant(transaction_id=transaction_id, tenants=(row["tenant_id"] for row in rows))
+    return next((row for row in rows if row["tenant_id"] == tenant), None)
 
 
 def case_of(*, connection: Connection, tenant_id: str, transaction_id: str) -> dict[str, Any] | None:
@@ -76,6 +92,7 @@ def entity_timeline(
                 anomaly_features,
                 and_(
                     snapshot.transaction_id == anomalies.c.transaction_id,
+                    snapshot.tenant_id == anomalies.c.tenant_id,
                     snapshot.event_time == anomalies.c.event_time,
                 ),
             )

@@ -140,7 +140,7 @@ async def submit_batch(request: Request, ctx: Ctx, principal: CanIngest) -> Inge
     "/v1/transactions/{transaction_id}",
     summary="One transaction with its anomalies and case",
     response_model=TransactionDetail,
-    responses=error_responses(401, 403, 404, 422, 429, 503),
+    responses=error_responses(401, 403, 404, 409, 422, 429, 503),
 )
 def get_transaction(
     principal: CanReadTransactions, connection: ReadDb, transaction_id: _Id, tenant_id: TenantQuery = None

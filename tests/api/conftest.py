@@ -168,7 +168,10 @@ def anomaly_row(tenant_id: str, transaction_id: str, **overrides: Any) -> dict[s
     detector_version = overrides.pop("detector_version", "1")
     row: dict[str, Any] = {
         "anomaly_id": anomaly_id_for(
-            transaction_id=transaction_id, detector_name=detector_name, detector_version=detector_version
+            tenant_id=tenant_id,
+            transaction_id=transaction_id,
+            detector_name=detector_name,
+            detector_version=detector_version,
         ),
         "event_time": BASE_TIME,
         "detected_at": BASE_TIME + timedelta(seconds=1),

@@ -13,15 +13,17 @@ from starlette.testclient import TestClient
 
 from api import ApiPorts, DetectorVerdict, ScoreOutcome, create_app
 from core.contracts import Reason, Transaction
-from core.schema import anomalies, anomaly_features, audit_log, notifications, transactions
+from core.schema import anomalies, anomaly_features, audit_log, cases, notifications, transactions
 from core.settings import Settings
 from tests.api.conftest import (
     BASE_TIME,
     TENANT_A,
+    TENANT_B,
     Seeded,
     TokenFactory,
     anomaly_row,
     bearer,
+    case_row,
     transaction_row,
 )
 
@@ -134,6 +136,45 @@ def test_transaction_detail_and_entity_timeline(
     assert timeline["latest_features"] == {"card_count_1h": 5.0}
     assert client.get("/v1/entities/device/nope/timeline", headers=bearer(token)).status_code == 404
     assert client.get("/v1/transactions/tx-none", headers=bearer(token)).status_code == 404
+
+
+def test_an_id_two_tenants_share_is_each_tenants_own_and_ambiguous_only_when_both_are_visible(
+    client: TestClient, db: Engine, token_for: TokenFactory
+) -> None:
+    """Transaction ids are unique per tenant (ADR 0013): `tx-shared` is two transactions."""
+    with db.begin() as connection:
+        for tenant, amount, score in ((TENANT_A, "10.00", 61.0), (TENANT_B, "20.00", 95.0)):
+            connection.execute(insert(transactions), transaction_row(tenant, "tx-shared", amount=amount))
+            connection.execute(insert(anomalies), anomaly_row(tenant, "tx-shared", score=score))
+            connection.execute(insert(cases), case_row(tenant, "tx-shared", max_score=score))
+            connection.execute(
+                insert(anomaly_features),
+                {"tenant_id": tenant, "transaction_id": "tx-shared", "event_time": BASE_TIME, "features": {"x": score}},
+            )
+    only_a, both, admin = token_for("viewer"), token_for("viewer", (TENANT_A, TENANT_B)), token_for("admin", ())
+    own = client.get("/v1/transactions/tx-shared", headers=bearer(only_a)).json()
+    assert (own["tenant_id"], own["amount"], own["case"]["max_score"]) == (TENANT_A, "10.00", 61.0)
+    assert [a["score"] for a in own["anomalies"]] == [61.0]
+    decision = client.get("/v1/decisions/tx-shared", headers=bearer(only_a)).json()
+    assert (decision["tenant_id"], decision["score"]) == (TENANT_A, 61.0)
+    for token in (both, admin):
+        for url in ("/v1/transactions/tx-shared", "/v1/decisions/tx-shared"):
+            ambiguous = client.get(url, headers=bearer(token))
+            assert ambiguous.status_code == 409, ambiguous.text
+            error = ambiguous.json()["error"]
+            assert error["code"] == "ambiguous_transaction_id" and f"{TENANT_A}, {TENANT_B}" in error["message"]
+        named = client.get(f"/v1/transactions/tx-shared?tenant_id={TENANT_B}", headers=bearer(token)).json()
+        assert (named["tenant_id"], named["amount"], [a["score"] for a in named["anomalies"]]) == (
+            TENANT_B,
+            "20.00",
+            [95.0],
+        )
+    # Each anomaly shows its own tenant's snapshot, not the other tenant's with the same id and time.
+    listed = client.get("/v1/anomalies?transaction_id=tx-shared", headers=bearer(admin)).json()["data"]
+    for summary in listed:
+        detail = client.get(f"/v1/anomalies/{summary['anomaly_id']}", headers=bearer(admin)).json()
+        assert detail["features"] == {"x": detail["score"]}
+    assert len({summary["anomaly_id"] for summary in listed}) == 2
 
 
 def test_silences_are_created_listed_expired_and_audited(

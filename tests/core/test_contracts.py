@@ -135,9 +135,10 @@ def test_stored_amounts_read_back_with_the_currencys_decimals_and_pass_the_contr
 
 
 def test_anomaly_ids_are_deterministic_per_natural_key() -> None:
-    one = anomaly_id_for(transaction_id="t", detector_name="zscore", detector_version="1")
-    assert one == anomaly_id_for(transaction_id="t", detector_name="zscore", detector_version="1")
-    assert one != anomaly_id_for(transaction_id="t", detector_name="zscore", detector_version="2")
+    one = anomaly_id_for(tenant_id="acme", transaction_id="t", detector_name="zscore", detector_version="1")
+    assert one == anomaly_id_for(tenant_id="acme", transaction_id="t", detector_name="zscore", detector_version="1")
+    assert one != anomaly_id_for(tenant_id="acme", transaction_id="t", detector_name="zscore", detector_version="2")
+    assert one != anomaly_id_for(tenant_id="globex", transaction_id="t", detector_name="zscore", detector_version="1")
 
 
 def test_anomaly_requires_a_reason_and_a_bounded_score() -> None:

@@ -74,14 +74,20 @@ def test_messages_share_encoded_parts_only_between_rows_that_agree() -> None:
     first, second = (orjson.loads(m) for m in anomaly_messages([row, other], [(row[3], row[4], row[1], b'{"x":1.0}')]))
     assert (first["tenant_id"], first["amount"], first["currency"]) == (row[3], str(row[14]), row[15])
     assert (second["tenant_id"], second["amount"], second["currency"]) == ("globex", None, None)
-    assert first["features"] == second["features"] == {"x": 1.0}, "the snapshot is keyed by transaction and time"
+    # Ids are per tenant (ADR 0013): the snapshot is the one tenant's, not every tenant's with that id.
+    assert (first["features"], second["features"]) == ({"x": 1.0}, {})
 
 
 def test_bulk_ids_are_the_contract_ids() -> None:
-    ids_in = ["tx-1", "", "tx-ü-☃", "x" * 128]
-    expected = [anomaly_id_for(transaction_id=t, detector_name="amount_zscore", detector_version="2") for t in ids_in]
-    built = anomaly_ids(ids_in, detector_name="amount_zscore", detector_version="2")
+    ids_in = ["tx-1", "", "tx-ü-☃", "x" * 128, "tx-1"]
+    tenants = ["acme", "acme", "globex", "acme", "globex"]
+    expected = [
+        anomaly_id_for(tenant_id=tenant, transaction_id=t, detector_name="amount_zscore", detector_version="2")
+        for tenant, t in zip(tenants, ids_in, strict=True)
+    ]
+    built = anomaly_ids(tenant_ids=tenants, transaction_ids=ids_in, detector_name="amount_zscore", detector_version="2")
     assert built == expected
+    assert built[0] != built[4], "two tenants' tx-1 are two anomalies"
     assert [str(u) for u in built] == [str(u) for u in expected] and {u.version for u in built} == {5}
     assert len(set(built) | set(expected)) == len(expected), "equal ids hash alike"
 
@@ -173,6 +179,43 @@ def test_replays_and_overlaps_insert_only_new_rows_and_count_cases_once(
     published = [Anomaly.model_validate_json(m.value() or b"") for m in read_all(topics, topics.topic(ANOMALIES))]
     assert {a.anomaly_id for a in published} == {row[0] for row in rows}, "replays publish again; consumers dedup"
     assert all(a.features == {} for a in published), "the snapshot stays in the database, off the topic"
+    writer.close()
+
+
+@pytest.mark.integration
+def test_two_tenants_transactions_with_one_id_are_stored_apart(topics: Settings, db: Engine) -> None:
+    """Ids are unique per tenant (ADR 0013): anomalies, snapshots and cases of each tenant's `tx-1`."""
+    writer = AnomalyWriter(
+        engine=db, producer=DeliveringProducer(topics, service="test"), settings=topics, service="test"
+    )
+    reason = Reason(feature="amount", value=1.0, text="unusual amount")
+    models = [
+        Anomaly.build(
+            detected_at=NOW,
+            event_time=NOW,
+            tenant_id=tenant,
+            transaction_id="tx-1",
+            entity_type="account",
+            entity_id=f"acc-{tenant}",
+            detector_family=DetectorFamily.STATISTICAL,
+            detector_name="amount_zscore",
+            detector_version="1",
+            score_raw=score,
+            score=score,
+            severity="warning",
+            reasons=[reason],
+            features={"amount_zscore": score},
+        )
+        for tenant, score in (("acme", 3.0), ("globex", 4.0))
+    ]
+    assert models[0].anomaly_id != models[1].anomaly_id
+    assert writer.write(models) == 2
+    assert writer.write(models) == 0, "each tenant's anomaly is idempotent on its own id"
+    with db.connect() as connection:
+        snapshots = connection.execute(text("SELECT tenant_id, features FROM anomaly_features ORDER BY 1")).all()
+        cases = connection.execute(text("SELECT tenant_id, anomaly_count, max_score FROM cases ORDER BY 1")).all()
+    assert [tuple(row) for row in snapshots] == [("acme", {"amount_zscore": 3.0}), ("globex", {"amount_zscore": 4.0})]
+    assert [tuple(row) for row in cases] == [("acme", 1, 3.0), ("globex", 1, 4.0)]
     writer.close()
 
 

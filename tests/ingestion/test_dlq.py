@@ -118,3 +118,22 @@ def test_replay_needs_a_selection_and_supports_dry_runs(topics: Settings, db: En
     assert "would re-submit 1" in result.output
     assert "same id as an earlier selected record: 1" in result.output
     assert committed_lag(settings) == 0  # a dry run sends nothing to tx.raw
+
+
+def test_replay_sees_only_the_dead_letters_own_tenant_as_already_ingested(topics: Settings, db: Engine) -> None:
+    """Ids are unique per tenant (ADR 0013): acme's stored tx-000001 does not make globex's a duplicate."""
+    settings = topics.model_copy(update={"batch_size": 100})
+    two_days_ago = (datetime.now(UTC) - timedelta(days=2)).isoformat()
+    produce_raw(settings, [encode(transaction(1, occurred_at=two_days_ago))])
+    produce_raw(settings, [encode(transaction(1, occurred_at=two_days_ago, tenant_id="globex"))])
+    ingest_until_idle(settings, NARROW)
+    assert len(inspect_dead_letters(settings, reasons=["occurred_at_too_old"])) == 2
+    produce_raw(settings, [encode(transaction(1))])  # acme's tx-000001 arrives again, in time, and is stored
+    ingest_until_idle(settings, NARROW)
+    assert row_counts(db) == (1, 1)
+
+    records = sorted(inspect_dead_letters(settings, reasons=["occurred_at_too_old"]), key=lambda r: r.tenant_id or "")
+    assert [(r.tenant_id, r.transaction_id) for r in records] == [("acme", "tx-000001"), ("globex", "tx-000001")]
+    report = replay_dead_letters(settings, records, engine=db, dry_run=True)
+    assert report.already_ingested == [records[0].ref]
+    assert report.resubmitted == [records[1].ref] and report.duplicate_in_selection == []

@@ -110,6 +110,33 @@ def test_a_second_record_reusing_an_id_is_a_duplicate_and_earlier_attempts_are_r
     assert all("already ingested from" in (header(m, "vigil.dlq.detail") or "") for m in dead)
 
 
+def test_ids_are_unique_per_tenant_so_another_tenants_id_is_no_duplicate(topics: Settings, db: Engine) -> None:
+    """Two tenants may both send `tx-000001` (ADR 0013); within one tenant it is still a duplicate."""
+    settings = topics.model_copy(update={"batch_size": 20})
+    acme = transaction(1)
+    globex = {**transaction(1), "tenant_id": "globex", "amount": "7.00"}
+    produce_raw(settings, [encode(acme)], key=b"k")
+    with running_ingest(settings):
+        wait_for(lambda: committed_lag(settings) == 0, timeout=60, what="acme's record")
+    # The other tenant's record with the same id, in a later batch and within one batch, then acme's again.
+    produce_raw(settings, [encode(globex), encode({**globex, "tenant_id": "initech"}), encode(acme)], key=b"k")
+    with running_ingest(settings):
+        wait_for(lambda: committed_lag(settings) == 0, timeout=60, what="the other tenants' records")
+    with db.connect() as connection:
+        stored = connection.execute(text("SELECT tenant_id, transaction_id FROM transactions ORDER BY 1")).all()
+    assert [tuple(row) for row in stored] == [("acme", "tx-000001"), ("globex", "tx-000001"), ("initech", "tx-000001")]
+    valid = [orjson.loads(body(m)) for m in topic_messages(settings, TX_VALID)]
+    assert sorted((v["tenant_id"], v["amount"]) for v in valid) == [
+        ("acme", acme["amount"]),
+        ("globex", "7.00"),
+        ("initech", "7.00"),
+    ]
+    dead = topic_messages(settings, TX_DLQ)
+    assert [(header(m, DLQ_REASON), orjson.loads(body(m))["tenant_id"]) for m in dead] == [
+        ("duplicate_transaction_id", "acme")
+    ]
+
+
 def test_rows_stored_by_an_attempt_that_died_before_its_kafka_commit_are_produced_once(
     topics: Settings, db: Engine
 ) -> None:

@@ -30,7 +30,8 @@ def history() -> list[FeatureVector]:
 
 def test_hits_per_day_and_precision_recall_against_labels() -> None:
     rows = history()
-    labels = {"tx-8": True, "tx-9": False, "tx-2": True, "tx-100": True, "tx-101": False}
+    labels = {("acme", "tx-8"): True, ("acme", "tx-9"): False, ("acme", "tx-2"): True}
+    labels |= {("other", "tx-100"): True, ("other", "tx-101"): False, ("acme", "tx-100"): False}
     report = backtest(expression="amount >= 90", batches=[rows[:6], rows[6:]], labels=labels)
     assert (report.evaluated, report.hits) == (14, 6)  # tx-8, tx-9 and the four 500s
     assert [(d.day.isoformat(), d.evaluated, d.hits) for d in report.days] == [

@@ -1,4 +1,4 @@
-import { featureLabel, formatMoney, formatPercent, startOfWeek } from "./format";
+import { featureLabel, formatMoney, formatPercent, startOfWeek, transactionPath } from "./format";
 import { sumMetric } from "../pages/Health";
 import { pickMetrics } from "../pages/Models";
 
@@ -39,4 +39,8 @@ test("model metrics shown are quality figures before bookkeeping counts", () => 
     "recall_at_precision",
     "train_seconds",
   ]);
+});
+
+test("a transaction's path carries its tenant: ids are unique per tenant only", () => {
+  expect(transactionPath("acme", "tx 1/2")).toBe("/transactions/tx%201%2F2?tenant_id=acme");
 });

@@ -113,3 +113,8 @@ export function startOfWeek(now: Date, timeZone: string): string {
   const start = now.getTime() - elapsedToday - Math.max(0, weekday) * 86_400_000;
   return new Date(start).toISOString();
 }
+
+/** The dashboard path of a transaction: ids are unique per tenant only, so the tenant travels with it. */
+export function transactionPath(tenantId: string, transactionId: string): string {
+  return `/transactions/${encodeURIComponent(transactionId)}?tenant_id=${encodeURIComponent(tenantId)}`;
+}

@@ -7,7 +7,16 @@ import { unwrap, type CaseStatus, type Reason } from "../api/client";
 import { useAuth } from "../auth/AuthContext";
 import { TimelineChart } from "../components/charts";
 import { Async, Card, Empty, ErrorState, Loading, PageHeader, ScoreBar, SeverityBadge, StatusBadge } from "../components/ui";
-import { featureEntity, featureLabel, formatMoney, formatNumber, formatTime, relativeTime, statusLabel } from "../lib/format";
+import {
+  featureEntity,
+  featureLabel,
+  formatMoney,
+  formatNumber,
+  formatTime,
+  relativeTime,
+  statusLabel,
+  transactionPath,
+} from "../lib/format";
 import { useApi } from "../lib/useApi";
 
 const VERDICTS: { status: CaseStatus; label: string; key: string; tone: string }[] = [
@@ -314,7 +323,7 @@ export function CasePage() {
               <ul className="related">
                 {others.slice(0, 10).map((a) => (
                   <li key={a.anomaly_id}>
-                    <Link to={`/transactions/${encodeURIComponent(a.transaction_id)}`}>{formatTime(a.event_time)}</Link>{" "}
+                    <Link to={transactionPath(a.tenant_id, a.transaction_id)}>{formatTime(a.event_time)}</Link>{" "}
                     <SeverityBadge severity={a.severity} /> {a.detector_name} · {formatMoney(a.amount, a.currency)}{" "}
                     <StatusBadge status={a.status} />
                   </li>

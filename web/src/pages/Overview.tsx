@@ -5,7 +5,7 @@ import { unwrap } from "../api/client";
 import { useAuth } from "../auth/AuthContext";
 import { TrendChart } from "../components/charts";
 import { Async, Card, Empty, Kpi, PageHeader, ScoreBar, SeverityBadge } from "../components/ui";
-import { formatMoney, formatPercent, formatShortTime, relativeTime, startOfWeek } from "../lib/format";
+import { formatMoney, formatPercent, formatShortTime, relativeTime, startOfWeek, transactionPath } from "../lib/format";
 import { useApi } from "../lib/useApi";
 
 const REFRESH_MS = 5000;
@@ -164,7 +164,7 @@ export function OverviewPage() {
                     <tr key={a.anomaly_id}>
                       <td title={a.event_time}>{formatShortTime(a.event_time, timeZone)}</td>
                       <td>
-                        <Link className="nowrap" to={`/transactions/${encodeURIComponent(a.transaction_id)}`}>
+                        <Link className="nowrap" to={transactionPath(a.tenant_id, a.transaction_id)}>
                           {a.entity_id}
                         </Link>
                         <div className="muted small">{a.entity_type}</div>

@@ -6,7 +6,7 @@ import { Link, useNavigate, useParams, useSearchParams } from "react-router-dom"
 import { unwrap, type AnomalySummary, type CaseSummary } from "../api/client";
 import { useAuth } from "../auth/AuthContext";
 import { Async, Empty, ErrorState, Loading, PageHeader, ScoreBar, SeverityBadge, StatusBadge } from "../components/ui";
-import { formatMoney, formatTime, CASE_STATUS_LABELS } from "../lib/format";
+import { formatMoney, formatTime, transactionPath, CASE_STATUS_LABELS } from "../lib/format";
 import { useApi } from "../lib/useApi";
 
 const SEVERITIES = ["critical", "warning", "info"] as const;
@@ -143,7 +143,7 @@ export function QueuePage() {
 
   function open(row: CaseSummary | AnomalySummary) {
     if ("case_id" in row) navigate(`/cases/${row.case_id}`);
-    else navigate(`/transactions/${encodeURIComponent(row.transaction_id)}`);
+    else navigate(transactionPath(row.tenant_id, row.transaction_id));
   }
 
   function onKey(event: KeyboardEvent) {
@@ -405,7 +405,7 @@ export function QueuePage() {
                   <td>{formatTime(row.event_time)}</td>
                   <td>
                     <Link
-                      to={"case_id" in row ? `/cases/${row.case_id}` : `/transactions/${encodeURIComponent(row.transaction_id)}`}
+                      to={"case_id" in row ? `/cases/${row.case_id}` : transactionPath(row.tenant_id, row.transaction_id)}
                       onClick={(e) => e.stopPropagation()}
                       tabIndex={-1}
                     >
@@ -466,12 +466,19 @@ export function QueuePage() {
 /** `/transactions/:id` opens that transaction's case (anomaly rows and alerts link by transaction). */
 export function TransactionRedirect() {
   const { transactionId = "" } = useParams();
+  const [search] = useSearchParams();
+  const tenantId = search.get("tenant_id") ?? undefined; // ids are unique per tenant only
   const { api } = useAuth();
   const navigate = useNavigate();
   const tx = useApi(
     (signal) =>
-      unwrap(api.GET("/v1/transactions/{transaction_id}", { params: { path: { transaction_id: transactionId } }, signal })),
-    [transactionId],
+      unwrap(
+        api.GET("/v1/transactions/{transaction_id}", {
+          params: { path: { transaction_id: transactionId }, query: { tenant_id: tenantId } },
+          signal,
+        }),
+      ),
+    [transactionId, tenantId],
   );
   const caseId = tx.data?.case?.case_id;
   useEffect(() => {
