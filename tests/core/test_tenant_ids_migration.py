@@ -30,7 +30,7 @@ def _keys(connection: Connection) -> dict[str, str]:
         "SELECT c.conrelid::regclass::text, pg_get_constraintdef(c.oid) FROM pg_constraint c "
         "WHERE c.contype = 'p' AND c.conrelid IN ('transactions'::regclass, 'anomaly_features'::regclass)"
     )
-    return {table: definition for table, definition in connection.execute(query).all()}
+    return {str(row[0]): str(row[1]) for row in connection.execute(query)}
 
 
 def _store(connection: Connection, tenant: str, transaction_id: str) -> None:
