@@ -56,7 +56,7 @@ ON CONFLICT DO NOTHING
 
 _RESTORE = """
 UPDATE anomalies a SET features = f.features::jsonb FROM anomaly_features f
-WHERE f.transaction_id = a.transaction_id AND f.event_time = a.event_time
+WHERE f.transaction_id = a.transaction_id AND f.tenant_id = a.tenant_id AND f.event_time = a.event_time
 """
 
 
