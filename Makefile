@@ -10,13 +10,16 @@ VENV         := .venv
 VIGIL        := $(VENV)/bin/vigil
 PY           := $(VENV)/bin/python
 PYTEST_ARGS  ?=
+# Quix Streams is a comparison, not a dependency (ADR 0002): its bench runs in a virtualenv of its own.
+QUIX_VER     := 3.28.1
+QUIX_VENV    := $(CACHE)/quixstreams-$(QUIX_VER)
 
 # Some machines set PYTHONDONTWRITEBYTECODE=1: every Python process (each service a test starts, the
 # MLflow server) then recompiles numba, scipy, mlflow and friends from source, ~6 s per start. An
 # empty value switches it off for everything make runs.
 export PYTHONDONTWRITEBYTECODE :=
 
-.PHONY: help install stack down demo test lint unit integration format docs clean
+.PHONY: help install stack down demo test lint unit integration format docs clean bench-quix
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
@@ -57,6 +60,13 @@ unit: install ## Fast tests that need no stack
 
 test: stack lint ## Install, start the stack, run lint, type checks and every test
 	$(VENV)/bin/pytest --durations=25 $(PYTEST_ARGS)
+
+$(QUIX_VENV)/bin/python:
+	python3 -m venv $(QUIX_VENV)
+	$(QUIX_VENV)/bin/pip install -q "quixstreams==$(QUIX_VER)" orjson
+
+bench-quix: stack $(QUIX_VENV)/bin/python ## ADR 0002's comparison: the features stage's work on Quix Streams
+	$(QUIX_VENV)/bin/python bench/features_quix.py
 
 docs: install ## Regenerate generated documentation (README configuration table)
 	$(PY) scripts/update_readme_config.py

@@ -1,8 +1,8 @@
 """Can Quix Streams carry the features stage? Throughput of its per-message pipeline on one core.
 
-Usage (Quix Streams is not a project dependency; install it in a scratch virtualenv):
-    python3 -m venv /tmp/qx && /tmp/qx/bin/pip install quixstreams orjson
-    /tmp/qx/bin/python bench/features_quix.py [--transactions 200000]
+Usage: `make bench-quix` (Quix Streams is not a project dependency: the target installs the version
+ADR 0002 measured into a virtualenv of its own under ~/.cache/vigil and runs this script; pass
+options by running that interpreter directly, e.g. `--transactions 200000`).
 
 Measures, through the local Kafka on one pinned core, a lower bound for what the
 features stage would cost on Quix Streams:
