@@ -66,7 +66,7 @@ $(QUIX_VENV)/bin/python:
 	$(QUIX_VENV)/bin/pip install -q "quixstreams==$(QUIX_VER)" orjson
 
 bench-quix: stack $(QUIX_VENV)/bin/python ## ADR 0002's comparison: the features stage's work on Quix Streams
-	$(QUIX_VENV)/bin/python bench/features_quix.py
+	$(QUIX_VENV)/bin/python -m bench.features_quix
 
 docs: install ## Regenerate generated documentation (README configuration table)
 	$(PY) scripts/update_readme_config.py

@@ -6,14 +6,19 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from core.db import temporary_database
-from core.settings import Settings, load_settings
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 
 @contextmanager
 def scratch_database(settings: Settings | None = None) -> Iterator[Settings]:
     """A freshly migrated database for one benchmark run, dropped afterwards."""
+    # Imported here: bench/features_quix.py runs in Quix Streams' own virtualenv, without Vigil's packages.
+    from core.db import temporary_database
+    from core.settings import load_settings
+
     settings = settings or load_settings()
     with temporary_database(settings.database_url, prefix="vigil_bench") as url:
         yield settings.model_copy(update={"database_url": url, "kafka_topic_prefix": f"bench{uuid.uuid4().hex[:8]}."})

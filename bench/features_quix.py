@@ -2,7 +2,8 @@
 
 Usage: `make bench-quix` (Quix Streams is not a project dependency: the target installs the version
 ADR 0002 measured into a virtualenv of its own under ~/.cache/vigil and runs this script; pass
-options by running that interpreter directly, e.g. `--transactions 200000`).
+options by running that interpreter directly: `~/.cache/vigil/quixstreams-3.28.1/bin/python -m
+bench.features_quix --transactions 200000`).
 
 Measures, through the local Kafka on one pinned core, a lower bound for what the
 features stage would cost on Quix Streams:
