@@ -82,7 +82,9 @@ class Transaction(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
     schema_version: Literal[1] = SCHEMA_VERSION
-    transaction_id: Identifier
+    transaction_id: Identifier = Field(
+        description="The sender's id for the payment, unique per tenant: another tenant may use the same id."
+    )
     occurred_at: AwareDatetime = Field(description="When the payment happened; must carry a UTC offset.")
     tenant_id: Identifier
     account_id: Identifier

@@ -2739,7 +2739,10 @@ export interface components {
              * @constant
              */
             schema_version: 1;
-            /** Transaction Id */
+            /**
+             * Transaction Id
+             * @description The sender's id for the payment, unique per tenant: another tenant may use the same id.
+             */
             transaction_id: string;
             /**
              * Occurred At
