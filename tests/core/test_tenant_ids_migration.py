@@ -17,6 +17,10 @@ pytestmark = pytest.mark.integration
 
 WHEN = datetime(2026, 12, 1, 9, tzinfo=UTC)
 _OLD_KEYS = {"transactions": "transaction_id, occurred_at", "anomaly_features": "transaction_id, event_time"}
+_NEW_KEYS = {
+    "transactions": "PRIMARY KEY (transaction_id, tenant_id, occurred_at)",
+    "anomaly_features": "PRIMARY KEY (transaction_id, tenant_id, event_time)",
+}
 
 
 @pytest.fixture
@@ -67,10 +71,7 @@ def test_keys_gain_the_tenant_keep_the_rows_and_come_back(empty_database: str) -
     upgrade(empty_database, "head")
     engine = create_engine(empty_database)
     with engine.begin() as connection:
-        assert _keys(connection) == {
-            "transactions": "PRIMARY KEY (transaction_id, tenant_id, occurred_at)",
-            "anomaly_features": "PRIMARY KEY (transaction_id, tenant_id, event_time)",
-        }
+        assert _keys(connection) == _NEW_KEYS
         _store(connection, "globex", "tx-1")
         stored = connection.execute(text("SELECT tenant_id FROM transactions ORDER BY tenant_id")).scalars().all()
         assert stored == ["acme", "globex"]
@@ -93,8 +94,5 @@ def test_a_fresh_database_gets_the_new_keys(empty_database: str) -> None:
     upgrade(empty_database, "head")
     engine = create_engine(empty_database)
     with engine.connect() as connection:
-        assert _keys(connection) == {
-            "transactions": "PRIMARY KEY (transaction_id, tenant_id, occurred_at)",
-            "anomaly_features": "PRIMARY KEY (transaction_id, tenant_id, event_time)",
-        }
+        assert _keys(connection) == _NEW_KEYS
     engine.dispose()
