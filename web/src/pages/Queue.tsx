@@ -61,6 +61,10 @@ export function QueuePage() {
   const table = useRef<HTMLTableElement>(null);
   const search = useRef<HTMLInputElement>(null);
   const key = params.toString();
+  // An admin (every tenant) or an analyst of several tenants sees which tenant a row is, and may filter by it:
+  // transaction ids are unique per tenant only, so two rows can carry the same one.
+  const myTenants = me?.tenants ?? [];
+  const multiTenant = myTenants.length !== 1;
 
   const cases = useApi(
     (signal) =>
@@ -70,6 +74,7 @@ export function QueuePage() {
             api.GET("/v1/cases", {
               params: {
                 query: {
+                  tenant_id: params.get("tenant_id") || undefined,
                   status: some(params, "status", CASE_STATUSES),
                   severity: some(params, "severity", SEVERITIES),
                   entity_type: one(params, "entity_type", ENTITY_TYPES),
@@ -96,6 +101,7 @@ export function QueuePage() {
             api.GET("/v1/anomalies", {
               params: {
                 query: {
+                  tenant_id: params.get("tenant_id") || undefined,
                   status: some(params, "status", ANOMALY_STATUSES),
                   severity: some(params, "severity", SEVERITIES),
                   detector_family: one(params, "detector_family", FAMILIES),
@@ -249,6 +255,27 @@ export function QueuePage() {
           ))}
         </fieldset>
         <div className="filter-row">
+          {multiTenant ? (
+            <label>
+              Tenant
+              {myTenants.length ? (
+                <select value={params.get("tenant_id") ?? ""} onChange={(e) => update({ tenant_id: e.target.value })}>
+                  <option value="">any</option>
+                  {myTenants.map((t) => (
+                    <option key={t}>{t}</option>
+                  ))}
+                </select>
+              ) : (
+                <input
+                  defaultValue={params.get("tenant_id") ?? ""}
+                  key={`tenant-${params.get("tenant_id") ?? ""}`}
+                  onBlur={(e) => update({ tenant_id: e.target.value.trim() })}
+                  onKeyDown={(e) => e.key === "Enter" && update({ tenant_id: e.currentTarget.value.trim() })}
+                  placeholder="any"
+                />
+              )}
+            </label>
+          ) : null}
           <label>
             Entity type
             <select value={params.get("entity_type") ?? ""} onChange={(e) => update({ entity_type: e.target.value })}>
@@ -380,6 +407,7 @@ export function QueuePage() {
             <thead>
               <tr>
                 <th scope="col">Event time</th>
+                {multiTenant ? <th scope="col">Tenant</th> : null}
                 <th scope="col">Entity</th>
                 <th scope="col">{view === "cases" ? "Anomalies" : "Detector"}</th>
                 <th scope="col">Severity</th>
@@ -403,6 +431,7 @@ export function QueuePage() {
                   onClick={() => open(row)}
                 >
                   <td>{formatTime(row.event_time)}</td>
+                  {multiTenant ? <td>{row.tenant_id}</td> : null}
                   <td>
                     <Link
                       to={"case_id" in row ? `/cases/${row.case_id}` : transactionPath(row.tenant_id, row.transaction_id)}

@@ -1,6 +1,6 @@
 import { act, screen, waitFor, within } from "@testing-library/react";
 
-import { anomaly, caseSummary, fakeApi, json, location, renderApp } from "./harness";
+import { PERMISSIONS, anomaly, caseSummary, fakeApi, json, location, renderApp } from "./harness";
 
 const summary = (today: number) => ({
   timezone: "Europe/Paris",
@@ -125,6 +125,34 @@ describe("queue", () => {
     expect(screen.getAllByRole("row")[2]).toHaveAttribute("aria-selected", "true");
     await user.keyboard("{Enter}");
     await waitFor(() => expect(location()).toBe("/cases/10000000-0000-0000-0000-000000000002"));
+  });
+
+  test("an analyst of several tenants sees each row's tenant and filters by it", async () => {
+    const me = (tenants: string[]) => () => ({
+      principal_id: "ana-analyst",
+      kind: "user",
+      roles: ["analyst"],
+      tenants,
+      permissions: PERMISSIONS.analyst,
+    });
+    const cases = () => ({ data: [caseSummary(1), { ...caseSummary(2), tenant_id: "tenant-2" }], next_cursor: null });
+    const api = fakeApi({ "GET /v1/auth/me": me(["tenant-1", "tenant-2"]), "GET /v1/cases": cases });
+    const user = await renderApp("/queue", api);
+    const table = await screen.findByTestId("queue-table");
+    expect(within(table).getByRole("columnheader", { name: "Tenant" })).toBeInTheDocument();
+    expect(within(table).getByRole("cell", { name: "tenant-2" })).toBeInTheDocument();
+    await user.selectOptions(screen.getByLabelText("Tenant"), "tenant-2");
+    await waitFor(() => expect(location()).toBe("/queue?tenant_id=tenant-2"));
+    const last = api.calls.filter((c) => c.url.pathname === "/v1/cases").at(-1)!;
+    expect(last.url.searchParams.get("tenant_id")).toBe("tenant-2");
+  });
+
+  test("a one-tenant analyst's queue has no tenant column or filter", async () => {
+    const api = fakeApi({ "GET /v1/cases": () => ({ data: [caseSummary(1)], next_cursor: null }) });
+    await renderApp("/queue", api);
+    const table = await screen.findByTestId("queue-table");
+    expect(within(table).queryByRole("columnheader", { name: "Tenant" })).toBeNull();
+    expect(screen.queryByLabelText("Tenant")).toBeNull();
   });
 
   test("an empty result says so and offers to clear the filters", async () => {
