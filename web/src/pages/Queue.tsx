@@ -1,6 +1,6 @@
 // The work queue: cases (default) or raw anomalies, with the API's filters, sort and cursor paging.
 // The URL holds every filter, so a view can be bookmarked, shared or saved by name.
-import { useEffect, useMemo, useRef, useState, type KeyboardEvent } from "react";
+import { useEffect, useMemo, useRef, useState, type KeyboardEvent, type RefObject } from "react";
 import { Link, useNavigate, useParams, useSearchParams } from "react-router-dom";
 
 import { unwrap, type AnomalySummary, type CaseSummary } from "../api/client";
@@ -33,6 +33,37 @@ function some<T extends string>(params: URLSearchParams, key: string, allowed: r
 function one<T extends string>(params: URLSearchParams, key: string, allowed: readonly T[]): T | undefined {
   const value = params.get(key);
   return value && (allowed as readonly string[]).includes(value) ? (value as T) : undefined;
+}
+
+/** A free-text filter kept in the URL, applied on Enter or when the field loses focus. */
+function UrlTextInput({
+  name,
+  params,
+  update,
+  inputRef,
+  type,
+  placeholder,
+}: {
+  name: string;
+  params: URLSearchParams;
+  update: (changes: Record<string, string | null>) => void;
+  inputRef?: RefObject<HTMLInputElement | null>;
+  type?: "search";
+  placeholder: string;
+}) {
+  const value = params.get(name) ?? "";
+  const apply = (text: string) => update({ [name]: text.trim() });
+  return (
+    <input
+      ref={inputRef}
+      type={type}
+      defaultValue={value}
+      key={`${name}-${value}`} // a new URL value (back, a saved view) replaces what was typed
+      onBlur={(e) => apply(e.target.value)}
+      onKeyDown={(e) => e.key === "Enter" && apply(e.currentTarget.value)}
+      placeholder={placeholder}
+    />
+  );
 }
 
 interface SavedView {
@@ -266,13 +297,7 @@ export function QueuePage() {
                   ))}
                 </select>
               ) : (
-                <input
-                  defaultValue={params.get("tenant_id") ?? ""}
-                  key={`tenant-${params.get("tenant_id") ?? ""}`}
-                  onBlur={(e) => update({ tenant_id: e.target.value.trim() })}
-                  onKeyDown={(e) => e.key === "Enter" && update({ tenant_id: e.currentTarget.value.trim() })}
-                  placeholder="any"
-                />
+                <UrlTextInput name="tenant_id" params={params} update={update} placeholder="any" />
               )}
             </label>
           ) : null}
@@ -287,12 +312,11 @@ export function QueuePage() {
           </label>
           <label>
             Entity id
-            <input
-              ref={view === "cases" ? search : undefined}
-              defaultValue={params.get("entity_id") ?? ""}
-              key={`entity-${params.get("entity_id") ?? ""}`}
-              onBlur={(e) => update({ entity_id: e.target.value.trim() })}
-              onKeyDown={(e) => e.key === "Enter" && update({ entity_id: e.currentTarget.value.trim() })}
+            <UrlTextInput
+              name="entity_id"
+              params={params}
+              update={update}
+              inputRef={view === "cases" ? search : undefined}
               placeholder="e.g. acc-000123"
             />
           </label>
@@ -323,13 +347,12 @@ export function QueuePage() {
               </label>
               <label>
                 Search
-                <input
-                  ref={search}
+                <UrlTextInput
+                  name="q"
+                  params={params}
+                  update={update}
+                  inputRef={search}
                   type="search"
-                  defaultValue={params.get("q") ?? ""}
-                  key={`q-${params.get("q") ?? ""}`}
-                  onKeyDown={(e) => e.key === "Enter" && update({ q: e.currentTarget.value.trim() })}
-                  onBlur={(e) => update({ q: e.target.value.trim() })}
                   placeholder="id, detector or reason"
                 />
               </label>
