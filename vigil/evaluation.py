@@ -400,12 +400,14 @@ def _json_safe(value: Any) -> Any:
 
 
 def _transactions_by_key(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
-    """Rows by (tenant, transaction id), the tenant spelled as the feature frame spells it (ids are per tenant)."""
+    """Rows by (tenant, transaction id), keyed like the feature frame's rows (ids are unique per tenant only)."""
     import pyarrow.parquet as pq
 
+    from detectors.ml.dataset import tenant_column
+
     table = pq.read_table(path)
-    tenanted = "tenant_id" in table.column_names
-    return {(str(row["tenant_id"]) if tenanted else "", str(row["transaction_id"])): row for row in table.to_pylist()}
+    rows = table.to_pylist()
+    return {(tenant, str(row["transaction_id"])): row for tenant, row in zip(tenant_column(table), rows, strict=True)}
 
 
 def _vector(row: Mapping[str, Any], features: dict[str, float | None]) -> FeatureVector:

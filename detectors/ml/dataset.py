@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
@@ -30,6 +30,9 @@ from core.detection import FloatArray
 from detectors.ml.columns import IDENTITY_COLUMNS
 from detectors.ml.errors import TrainingDataError
 from detectors.ml.scorers import BoolArray
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 CONFIRMED_FRAUD: Final = "confirmed_fraud"
 FALSE_POSITIVE: Final = "false_positive"
@@ -81,6 +84,17 @@ class FeatureFrame:
         return self.matrix[:, [positions[name] for name in names]]
 
 
+def tenant_column(table: pa.Table) -> list[str]:
+    """A table's tenant ids as frames spell them: "" for every row of a file without tenants.
+
+    Transaction ids are unique per tenant only, so whatever matches rows to a frame (labels,
+    `vigil ml evaluate`'s transactions) must key them the same way.
+    """
+    if "tenant_id" not in table.column_names:
+        return [""] * table.num_rows
+    return [str(v) for v in table.column("tenant_id").to_pylist()]
+
+
 def read_feature_frame(path: Path, *, start: datetime | None = None, end: datetime | None = None) -> FeatureFrame:
     """Read a `vigil replay` parquet, keeping rows with start <= event time < end."""
     import pyarrow as pa
@@ -107,14 +121,9 @@ def read_feature_frame(path: Path, *, start: datetime | None = None, end: dateti
     matrix = np.empty((table.num_rows, len(names)), dtype=np.float64)
     for j, name in enumerate(names):
         matrix[:, j] = table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
-    tenants = (
-        [str(v) for v in table.column("tenant_id").to_pylist()]
-        if "tenant_id" in table.column_names
-        else [""] * table.num_rows
-    )
     return FeatureFrame(
         transaction_ids=[str(v) for v in table.column("transaction_id").to_pylist()],
-        tenant_ids=tenants,
+        tenant_ids=tenant_column(table),
         event_time=table.column("event_time").to_numpy(zero_copy_only=False).astype(np.float64),
         feature_names=names,
         matrix=matrix,
