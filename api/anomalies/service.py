@@ -38,6 +38,12 @@ from core.schema import anomalies, anomaly_features
 # Beyond this many tenants the per-tenant UNION ALL costs more than it saves.
 _MAX_UNION_TENANTS: Final = 32
 _SUMMARY_COLUMNS: Final = list(anomalies.c)
+# An anomaly's feature snapshot: stored once per transaction (ADR 0011), whose id is its tenant's own (ADR 0013).
+SNAPSHOT_OF_ANOMALY: Final = and_(
+    anomaly_features.c.transaction_id == anomalies.c.transaction_id,
+    anomaly_features.c.tenant_id == anomalies.c.tenant_id,
+    anomaly_features.c.event_time == anomalies.c.event_time,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,16 +173,10 @@ def list_anomalies(
 
 def get_anomaly(*, connection: Connection, tenants: Sequence[str] | None, anomaly_id: UUID) -> dict[str, Any] | None:
     """One anomaly with the feature snapshot of its transaction (stored once per transaction, ADR 0011)."""
-    snapshot = anomaly_features.c
-    joined = anomalies.outerjoin(
-        anomaly_features,
-        and_(
-            snapshot.transaction_id == anomalies.c.transaction_id,
-            snapshot.tenant_id == anomalies.c.tenant_id,
-            snapshot.event_time == anomalies.c.event_time,
-        ),
+    joined = anomalies.outerjoin(anomaly_features, SNAPSHOT_OF_ANOMALY)
+    query = (
+        select(anomalies, anomaly_features.c.features).select_from(joined).where(anomalies.c.anomaly_id == anomaly_id)
     )
-    query = select(anomalies, snapshot.features).select_from(joined).where(anomalies.c.anomaly_id == anomaly_id)
     if tenants is not None:
         query = query.where(anomalies.c.tenant_id.in_(list(tenants)))
     row = connection.execute(query.limit(1)).first()

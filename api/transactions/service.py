@@ -13,8 +13,9 @@ from typing import Any, Final
 
 import orjson
 from pydantic import ValidationError
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import Connection, select
 
+from api.anomalies.service import SNAPSHOT_OF_ANOMALY
 from api.context import DELIVERY_TIMEOUT_SECONDS, ProducerPool
 from api.errors import ConflictError, ForbiddenError, UnavailableError
 from api.permissions import Principal
@@ -84,19 +85,9 @@ def entity_timeline(
         anomalies.c.entity_type == entity_type, anomalies.c.entity_id == entity_id
     )
     # The snapshot behind the entity's latest anomaly that has one (stored per transaction, ADR 0011).
-    snapshot = anomaly_features.c
     features_query = (
-        select(snapshot.features, anomalies.c.event_time)
-        .select_from(
-            anomalies.join(
-                anomaly_features,
-                and_(
-                    snapshot.transaction_id == anomalies.c.transaction_id,
-                    snapshot.tenant_id == anomalies.c.tenant_id,
-                    snapshot.event_time == anomalies.c.event_time,
-                ),
-            )
-        )
+        select(anomaly_features.c.features, anomalies.c.event_time)
+        .select_from(anomalies.join(anomaly_features, SNAPSHOT_OF_ANOMALY))
         .where(anomalies.c.entity_type == entity_type, anomalies.c.entity_id == entity_id)
     )
     if tenants is not None:
