@@ -35,6 +35,11 @@ function one<T extends string>(params: URLSearchParams, key: string, allowed: re
   return value && (allowed as readonly string[]).includes(value) ? (value as T) : undefined;
 }
 
+/** Where a queue row opens: its case, or (an anomaly) its transaction's case. */
+function rowPath(row: CaseSummary | AnomalySummary): string {
+  return "case_id" in row ? `/cases/${row.case_id}` : transactionPath(row.tenant_id, row.transaction_id);
+}
+
 /** A free-text filter kept in the URL, applied on Enter or when the field loses focus. */
 function UrlTextInput({
   name,
@@ -179,8 +184,7 @@ export function QueuePage() {
   }
 
   function open(row: CaseSummary | AnomalySummary) {
-    if ("case_id" in row) navigate(`/cases/${row.case_id}`);
-    else navigate(transactionPath(row.tenant_id, row.transaction_id));
+    navigate(rowPath(row));
   }
 
   function onKey(event: KeyboardEvent) {
@@ -457,7 +461,7 @@ export function QueuePage() {
                   {multiTenant ? <td>{row.tenant_id}</td> : null}
                   <td>
                     <Link
-                      to={"case_id" in row ? `/cases/${row.case_id}` : transactionPath(row.tenant_id, row.transaction_id)}
+                      to={rowPath(row)}
                       onClick={(e) => e.stopPropagation()}
                       tabIndex={-1}
                     >
